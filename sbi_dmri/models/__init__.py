@@ -18,3 +18,4 @@ from .registry import register as register
 # Importing a module registers its models.
 from . import gaussian  # noqa: E402,F401
 from . import tissue  # noqa: E402,F401
+from . import dispersed  # noqa: E402,F401
