@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 Measurements = Float[Array, " n_meas"]
 
-# Below h² = 1e-2 the series 1 + h²/6 + h⁴/120 of sinh h/h is exact to 2e-10 (relative).
+# Below h² = 1e-2 the series of cosh h and sinh h/h to h⁶ are exact to 3e-13 (relative).
 _SMALL_H2 = 1e-2
 
 #: Surface-to-volume ratio S/V divided by 1/R (cylinder 2/R, sphere 3/R; planes: R is the
@@ -63,8 +63,10 @@ def karger(x_1, x_2, f_1, k_12, k_21, t) -> Measurements:
     e_lo, e_hi = jnp.exp(-lam_lo), jnp.exp(-lam_hi)
     # C = e^{−s} cosh h and S = e^{−s} sinh h / h.
     e_s = jnp.exp(-s)
-    cosh_term = jnp.where(small, e_s * (1.0 + h2 / 2.0 + h2 * h2 / 24.0), 0.5 * (e_lo + e_hi))
-    sinhc_term = jnp.where(small, e_s * (1.0 + h2 / 6.0 + h2 * h2 / 120.0), (e_lo - e_hi) / (2.0 * h))
+    cosh_series = 1.0 + h2 * (1.0 / 2.0 + h2 * (1.0 / 24.0 + h2 / 720.0))
+    sinhc_series = 1.0 + h2 * (1.0 / 6.0 + h2 * (1.0 / 120.0 + h2 / 5040.0))
+    cosh_term = jnp.where(small, e_s * cosh_series, 0.5 * (e_lo + e_hi))
+    sinhc_term = jnp.where(small, e_s * sinhc_series, (e_lo - e_hi) / (2.0 * h))
     # 1ᵀ (M − sI) f with M − sI = [[d, −a₂₁], [−a₁₂, −d]].
     c = (d - a_12) * f_1 + (-a_21 - d) * f_2
     return (f_1 + f_2) * cosh_term - c * sinhc_term
