@@ -87,9 +87,11 @@ class LinearGaussian:
         variance_scale = mean_shift = 0 is the exact posterior; variance_scale < 1 an over-confident
         one; mean_shift ≠ 0 a biased one (shift in units of each parameter's posterior sd).
         """
-        mean, cov = self.exact_posterior(x)
-        sd = jnp.sqrt(jnp.diag(cov))
-        chol = jnp.linalg.cholesky(cov * variance_scale)
+        mean, _ = self.exact_posterior(x)
+        # Σ_post is a constant: factor it in NumPy (variance_scale, mean_shift are Python floats)
+        cov = self.posterior_cov
+        sd = jnp.asarray(np.sqrt(np.diag(cov)), mean.dtype)
+        chol = jnp.asarray(np.linalg.cholesky(cov * variance_scale), mean.dtype)
         z = jax.random.normal(key, (mean.shape[0], n_draws, self.dim), mean.dtype)
         return (mean + mean_shift * sd[None, :])[:, None, :] + z @ chol.T
 
@@ -103,13 +105,18 @@ def toy_test_set(
     mean_shift: float = 0.0,
     problem: LinearGaussian | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(samples (n_sims, n_draws, d), truths (n_sims, d)) as NumPy: θ from the prior, x simulated,
-    draws from the (possibly deliberately wrong) posterior."""
-    problem = problem or LinearGaussian.default()
-    k_prior, k_sim, k_post = jax.random.split(jax.random.PRNGKey(seed), 3)
-    theta = problem.sample_prior(k_prior, n_sims)
-    x = problem.simulate(k_sim, theta)
-    draws = problem.posterior_samples(
-        k_post, x, n_draws, variance_scale=variance_scale, mean_shift=mean_shift
-    )
-    return np.asarray(draws, np.float64), np.asarray(theta, np.float64)
+    """(samples (n_sims, n_draws, d), truths (n_sims, d)) as NumPy float64: θ from the prior, x
+    simulated, draws from the (possibly deliberately wrong) posterior, as in `posterior_samples`.
+
+    Pure NumPy (seeded `default_rng`): no JAX dispatch or compilation, so test sets of any size
+    cost milliseconds.
+    """
+    p = problem or LinearGaussian.default()
+    rng = np.random.default_rng(seed)
+    theta = p.mu0[None, :] + rng.normal(size=(n_sims, p.dim)) @ np.linalg.cholesky(p.cov0).T
+    x = theta @ p.A.T + p.sigma * rng.normal(size=(n_sims, p.A.shape[0]))
+    cov = p.posterior_cov
+    mean = (x @ p.A / p.sigma**2 + np.linalg.solve(p.cov0, p.mu0)[None, :]) @ cov.T
+    mean = mean + mean_shift * np.sqrt(np.diag(cov))[None, :]
+    z = rng.normal(size=(n_sims, n_draws, p.dim))
+    return mean[:, None, :] + z @ np.linalg.cholesky(variance_scale * cov).T, theta
