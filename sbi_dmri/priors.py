@@ -164,7 +164,8 @@ class Dirichlet(Factor):
         f = self._all(params)
         inside = jnp.all(f >= 0, axis=-1)
         logf = jnp.log(jnp.where(f > 0, f, 1.0))
-        lp = self._log_norm + jnp.sum((self.alpha - 1.0) * logf, axis=-1)
+        a1 = jnp.asarray(self.alpha - 1.0, dtype=logf.dtype).reshape((1,) * (logf.ndim - 1) + (-1,))
+        lp = self._log_norm + jnp.sum(a1 * logf, axis=-1)
         # α = 1 puts no log f term in, so f = 0 exactly is a valid (boundary) point.
         return jnp.where(inside, lp, -jnp.inf)
 

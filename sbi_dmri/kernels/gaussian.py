@@ -78,7 +78,10 @@ def tensor_frame(orientation: Vector, psi) -> Float[Array, "3 3"]:
     e₂ = cos ψ e_θ + sin ψ e_φ, the spherical-coordinate unit vectors of the axis. The axis is first
     flipped into the upper hemisphere so that the frame (and the tensor) is the same for n and −n.
     """
-    n = jnp.where(orientation[2] < 0, -orientation, orientation)
+    # One representative per axis: n_z > 0, ties on the equator broken by n_y, then n_x.
+    x, y, z = orientation[0], orientation[1], orientation[2]
+    flip = (z < 0) | ((z == 0) & ((y < 0) | ((y == 0) & (x < 0))))
+    n = jnp.where(flip, -orientation, orientation)
     rho = jnp.sqrt(n[0] ** 2 + n[1] ** 2)
     # At the pole the azimuth is undefined: any (cos φ, sin φ) gives a valid frame; pick φ = 0.
     safe = rho > 1e-12
@@ -125,7 +128,7 @@ def _exp_integral_negative(y):
     """F(y) = ∫₀¹ exp(−y t²) dt for y ≤ 0 by Gauss–Legendre quadrature (no erfi in JAX)."""
     t2 = jnp.asarray(_GL_T**2, dtype=jnp.result_type(y, jnp.float32))
     w = jnp.asarray(_GL_W, dtype=t2.dtype)
-    return jnp.sum(w * jnp.exp(-y[..., None] * t2), axis=-1)
+    return jnp.sum(w[None, :] * jnp.exp(-y.reshape(-1, 1) * t2[None, :]), axis=-1).reshape(jnp.shape(y))
 
 
 def stick_spherical_mean(bvalues: Measurements, d_par) -> Measurements:
