@@ -1,0 +1,152 @@
+"""Orbax checkpoints without pickles (ARCHITECTURE.md, decision 8).
+
+Layout of a training workdir:
+
+    <workdir>/checkpoints/latest/<step>/{model, optimizer, meta}   the last `keep` steps: resume from here
+    <workdir>/checkpoints/best/<step>/{model, meta}                the lowest validation loss: infer from here
+
+`model` and `optimizer` are Orbax PyTree items of plain arrays (the NNX states as pure dicts); `meta`
+is a JSON item: resolved config, normaliser statistics, parameter names, protocol description,
+package version, step, validation loss and measured diagnostics. A step folder is self-contained:
+copied anywhere (e.g. to `checkpoints/<name>/` for shipping) it restores on its own, and `model`
+restores without building the optimiser.
+
+Orbax writes each step into a temporary folder and renames it when complete, so a process killed
+at any moment leaves either the previous checkpoint or the new one, never a torn one; rerunning the
+same command resumes from the newest complete step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import orbax.checkpoint as ocp
+from flax import nnx
+
+#: Version of the `meta` layout; bump when its keys change meaning.
+FORMAT_VERSION = 1
+
+
+def _options(keep: int) -> ocp.CheckpointManagerOptions:
+    return ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True, enable_async_checkpointing=False,
+    )
+
+
+class TrainingCheckpoints:
+    """The latest/best pair of `CheckpointManager`s of one workdir."""
+
+    def __init__(self, workdir: str, keep: int = 2):
+        root = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.latest = ocp.CheckpointManager(
+            os.path.join(root, "latest"), options=_options(keep), item_names=("model", "optimizer", "meta")
+        )
+        self.best = ocp.CheckpointManager(os.path.join(root, "best"), options=_options(1), item_names=("model", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def save_latest(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, meta: Mapping) -> None:
+        self.latest.save(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model))),
+                optimizer=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(optimizer))),
+                meta=ocp.args.JsonSave(_jsonable(meta)),
+            ),
+            force=True,
+        )
+
+    def save_best(self, step: int, model: nnx.Module, meta: Mapping) -> None:
+        self.best.save(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model))), meta=ocp.args.JsonSave(_jsonable(meta))
+            ),
+            force=True,
+        )
+
+    def restore_latest(self, model: nnx.Module, optimizer: nnx.Optimizer) -> tuple[int, dict]:
+        """Load the newest complete step into `model` and `optimizer` in place; return (step, meta)."""
+        step = self.latest.latest_step()
+        model_state, opt_state = nnx.state(model), nnx.state(optimizer)
+        out = self.latest.restore(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardRestore(nnx.to_pure_dict(model_state)),
+                optimizer=ocp.args.StandardRestore(nnx.to_pure_dict(opt_state)),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        nnx.replace_by_pure_dict(model_state, out["model"])
+        nnx.replace_by_pure_dict(opt_state, out["optimizer"])
+        nnx.update(model, model_state)
+        nnx.update(optimizer, opt_state)
+        return step, dict(out["meta"])
+
+    def best_meta(self) -> dict | None:
+        step = self.best.latest_step()
+        if step is None:
+            return None
+        return dict(self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+    def update_best_meta(self, extra: Mapping) -> None:
+        """Add entries (e.g. final diagnostics) to the best step's meta: rewrite the step with the same weights."""
+        step = self.best.latest_step()
+        out = self.best.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        meta = {**dict(out["meta"]), **extra}
+        self.best.delete(step)
+        self.best.save(
+            step,
+            args=ocp.args.Composite(model=ocp.args.StandardSave(out["model"]), meta=ocp.args.JsonSave(_jsonable(meta))),
+            force=True,
+        )
+
+    def close(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+        self.latest.close()
+        self.best.close()
+
+
+# ---------------------------------------------------------------------------- step folders (inference)
+def is_step_folder(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "model")) and os.path.isdir(os.path.join(path, "meta"))
+
+
+def find_step_folder(path: str) -> str:
+    """The checkpoint step folder that `path` names: a step folder, a manager folder (its newest step),
+    or a training workdir (its best step, else its latest). Raises FileNotFoundError saying what it looked for."""
+    path = os.path.abspath(path)
+    if is_step_folder(path):
+        return path
+    for candidate in (path, os.path.join(path, "checkpoints", "best"), os.path.join(path, "checkpoints", "latest")):
+        steps = _numeric_children(candidate)
+        if steps:
+            return os.path.join(candidate, str(max(steps)))
+    raise FileNotFoundError(
+        f"no checkpoint in {path}: expected a step folder (with model/ and meta/), a checkpoint manager "
+        "folder of numbered steps, or a training workdir with checkpoints/best"
+    )
+
+
+def read_meta(step_folder: str) -> dict:
+    return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(step_folder, "meta")))
+
+
+def restore_model_state(step_folder: str, target: Mapping) -> dict:
+    """The `model` item as a pure dict shaped like `target` (abstract arrays are enough)."""
+    return ocp.StandardCheckpointer().restore(os.path.join(step_folder, "model"), dict(target))
+
+
+def _numeric_children(folder: str) -> list[int]:
+    if not os.path.isdir(folder):
+        return []
+    return [int(n) for n in os.listdir(folder) if n.isdigit() and is_step_folder(os.path.join(folder, n))]
+
+
+def _jsonable(x):
+    """JSON round-trippable copy (NumPy/JAX scalars and arrays become Python numbers and lists)."""
+    return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
