@@ -33,7 +33,7 @@ def fractional_anisotropy(lambda_1, lambda_2, lambda_3):
     dev = (lambda_1 - md) ** 2 + (lambda_2 - md) ** 2 + (lambda_3 - md) ** 2
     norm = lambda_1**2 + lambda_2**2 + lambda_3**2
     ok = (norm > 0) & (dev > 0)  # double where: √ has no finite gradient at 0
-    return jnp.where(ok, jnp.sqrt(1.5 * dev / jnp.where(ok, norm, 1.0)), 0.0)
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, 1.5 * dev / jnp.where(ok, norm, 1.0), 1.0)), 0.0)
 
 
 def axial_diffusivity(lambda_1, lambda_2, lambda_3):
