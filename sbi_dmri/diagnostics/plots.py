@@ -46,21 +46,25 @@ def _names(names, n: int) -> list[str]:
 def plot_sbc_ranks(ranks, n_draws: int, path, *, names: Sequence[str] | None = None, n_bins: int = 20):
     """Rank histogram per parameter with the 99 % binomial band of a calibrated posterior.
 
-    Returns {"edges", "counts" (n_bins, n_params), "expected", "lower", "upper"} (see
+    Drawn as simulations per rank (bins may hold unequal numbers of ranks). Returns {"edges",
+    "counts" (n_bins, n_params), "expected", "lower", "upper"} (see
     `sbc.rank_histogram`).
     """
     edges, counts, expected, lower, upper = rank_histogram(ranks, n_draws, n_bins)
     names = _names(names, counts.shape[1])
     fig, axes = _grid(len(names))
+    # drawn per rank (count / integers in the bin) so that unequal bins show a flat expectation
+    width = np.diff(edges)
     for j, ax in enumerate(axes):
         # step="post" needs the last bin's value repeated at the right edge
-        band_lo, band_hi = np.append(lower, lower[-1]), np.append(upper, upper[-1])
+        band_lo, band_hi = lower / width, upper / width
+        band_lo, band_hi = np.append(band_lo, band_lo[-1]), np.append(band_hi, band_hi[-1])
         ax.fill_between(edges, band_lo, band_hi, step="post", color="0.85", label="99 % band")
-        ax.stairs(counts[:, j], edges, color="C0", linewidth=1.5)
-        ax.stairs(expected, edges, color="k", linestyle="--", linewidth=0.8)
+        ax.stairs(counts[:, j] / width, edges, color="C0", linewidth=1.5)
+        ax.stairs(expected / width, edges, color="k", linestyle="--", linewidth=0.8)
         ax.set_title(names[j])
         ax.set_xlabel("rank of truth among draws")
-    axes[0].set_ylabel("simulations")
+    axes[0].set_ylabel("simulations per rank")
     _save(fig, path)
     return {"edges": edges, "counts": counts, "expected": expected, "lower": lower, "upper": upper}
 

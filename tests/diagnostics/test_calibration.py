@@ -53,7 +53,8 @@ def test_ranks_count_draws_below_truth_and_break_ties_uniformly():
 def test_randomised_pit_of_uniform_ranks_is_uniform():
     ranks = np.random.default_rng(0).integers(0, 11, size=(50_000, 1))  # L = 10: very discrete
     u = randomised_pit(ranks, 10)[:, 0]
-    np.testing.assert_allclose(np.quantile(u, [0.1, 0.25, 0.5, 0.75, 0.9]), [0.1, 0.25, 0.5, 0.75, 0.9], atol=0.01)
+    probs = [0.1, 0.25, 0.5, 0.75, 0.9]
+    np.testing.assert_allclose(np.quantile(u, probs), probs, atol=0.01)
     assert sbc_ks_test(ranks, 10)[0] > 0.01
     with pytest.raises(ValueError):
         randomised_pit(ranks, 9)

@@ -43,7 +43,7 @@ def test_khat_is_invariant_to_a_constant_per_voxel_and_handles_constant_weights(
 
 def test_effective_sample_size_and_threshold():
     assert importance_ess(np.zeros((1, 500)))[0] == pytest.approx(500)
-    lw = np.log(np.array([[1.0, 1.0, 2.0, 0.0]]))  # (Σw)²/Σw² = 16/6
+    lw = np.array([[0.0, 0.0, np.log(2.0), -np.inf]])  # w = 1, 1, 2, 0: (Σw)²/Σw² = 16/6
     assert importance_ess(lw)[0] == pytest.approx(16 / 6)
     assert khat_threshold(1000) == pytest.approx(2 / 3)
     assert khat_threshold(10**6) == pytest.approx(0.7)
