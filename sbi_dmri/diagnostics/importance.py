@@ -60,7 +60,7 @@ def _gpd_shape_zhang_stephens(y: np.ndarray) -> np.ndarray:
     return np.mean(np.log1p(-theta_hat[:, None] * y), axis=1)
 
 
-def pareto_khat(log_weights, *, chunk: int = 2048) -> np.ndarray:
+def pareto_khat(log_weights, *, chunk: int = 1024) -> np.ndarray:
     """PSIS Pareto k̂ per voxel, (n_voxels,), from log importance ratios (n_voxels, n_draws).
 
     Ratios need only be known up to a constant per voxel. Non-finite log weights of −inf (zero

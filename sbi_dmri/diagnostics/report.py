@@ -22,7 +22,7 @@ Exact rules (see each module for the reasoning):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -132,10 +132,12 @@ def evaluate_gates(
             estimates = samples.mean(axis=1)
 
     if estimates is not None:
-        if names is None:
+        # dict estimates name their own parameters (they may hold axes that samples do not)
+        rec_names = list(estimates) if isinstance(estimates, Mapping) else names
+        if rec_names is None:
             raise ValueError("names are needed for the recovery table")
         rec_truths = recovery_truths if recovery_truths is not None else truths
-        table = recovery_table(estimates, rec_truths, names, reference=reference_estimates)
+        table = recovery_table(estimates, rec_truths, rec_names, reference=reference_estimates)
         report["recovery"] = {"table": table}
         if reference_estimates is not None:
             report["recovery"]["pass"] = all(row["beats_reference"] for row in table.values())

@@ -35,8 +35,9 @@ returned: the largest |ECP − α| and the KS p-value of f against U(0, 1).
 
 Normalisation. Distances mix parameters of different units, so each parameter is first mapped to
 a common scale: with `bounds=(lower, upper)` (the prior box) to [0, 1]; otherwise standardised by
-the mean and sd of the truths (the test set's prior draws). References are uniform on the bounding
-box of the normalised truths, one (or `n_refs`) per simulation, seeded.
+the mean and sd of the truths (the test set's prior draws). References are uniform on the prior box
+when bounds are given, otherwise on the bounding box of the truths; one (or `n_refs`) per
+simulation, seeded.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def tarp(
         samples, truths = _normalise(samples, truths, bounds)
     n_sims, n_draws, n_params = samples.shape
     rng = np.random.default_rng(seed)
-    lo, hi = truths.min(axis=0), truths.max(axis=0)
+    if normalise and bounds is not None:  # the prior box, mapped to [0, 1]^d
+        lo, hi = np.zeros(n_params), np.ones(n_params)
+    else:
+        lo, hi = truths.min(axis=0), truths.max(axis=0)
     refs = rng.uniform(lo, hi, size=(n_refs, n_sims, n_params))
 
     f = np.empty((n_sims, n_refs))

@@ -36,3 +36,16 @@ def test_report_fails_each_gate_it_should(overconfident_set):
         assert report[gate]["pass"] is False, gate
     small = evaluate_gates(samples[:500], truths[:500])
     assert small["sbc"]["pass"] is False and len(small["warnings"]) == 2
+
+
+def test_report_recovery_with_axes_gates_against_reference():
+    rng = np.random.default_rng(1)
+    axes = rng.normal(size=(300, 3))
+    truths = {"orientation": axes, "d": rng.uniform(1, 3, 300)}
+    good = {"orientation": -axes + rng.normal(0, 0.05, (300, 3)), "d": truths["d"] + rng.normal(0, 0.1, 300)}
+    bad = {"orientation": axes + rng.normal(0, 0.3, (300, 3)), "d": truths["d"] + rng.normal(0, 0.3, 300)}
+    report = evaluate_gates(estimates=good, recovery_truths=truths, reference_estimates=bad)
+    json.dumps(report, allow_nan=False)
+    assert report["gated"] == ["recovery"] and report["pass"]
+    assert report["recovery"]["table"]["orientation"]["rmse"] < 5.0  # degrees, despite the flip
+    assert not evaluate_gates(estimates=bad, recovery_truths=truths, reference_estimates=good)["pass"]
