@@ -149,11 +149,15 @@ def test_tarp_signs_overconfident_negative_underconfident_positive(overconfident
 
 
 def test_tarp_upper_half_catches_overconfidence_that_cancels_in_1d():
-    # 1-d, over-confident: ∪-shaped credibilities, the full-range area nearly cancels
+    # 1-d, over-confident, every reference far to the left: the credibility f is then the PIT of
+    # the truth under the wrong posterior, ∪-shaped and symmetric, so ∫₀¹(ECP − α) cancels
     problem = LinearGaussian.default(d=1, m=2)
-    result = tarp(*toy_test_set(3, 10_000, 100, problem=problem, variance_scale=0.5), seed=0)
-    assert abs(result.atc) < abs(result.atc_upper) / 2
+    samples, truths = toy_test_set(3, 10_000, 100, problem=problem, variance_scale=0.5)
+    result = tarp(samples, truths, references=np.full((10_000, 1), -100.0))
+    assert abs(result.atc) < 0.01
     assert result.atc_upper < -0.02 and not tarp_gate(result)
+    # with the default (prior) references the full-range area sees it too
+    assert tarp(samples, truths).atc < -0.02
 
 
 def test_tarp_atc_closed_forms_equal_the_integrals(exact_set):
