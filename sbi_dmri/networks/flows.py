@@ -60,7 +60,7 @@ class ConditionalLocScale(nnx.Module):
 
     def inverse(self, u, context):
         shift, s = self._params(context)
-        return u * jnp.exp(s) + shift, -jnp.sum(s, axis=-1)
+        return u * jnp.exp(s) + shift, jnp.sum(s, axis=-1)
 
 
 class Coupling(nnx.Module):

@@ -90,8 +90,8 @@ class ParameterSpace:
     Args:
         model: the tissue model (its parameter names and default prior).
         prior: the prior whose charts are used (default `model.prior`).
-        stats: {"mean": list[D], "std": list[D]} normaliser statistics (from a checkpoint); None fits
-            them deterministically from 65536 prior draws (key 0).
+        stats: {"mean": list[D], "std": list[D]} normaliser statistics (from a checkpoint); None uses
+            `analytic_stats(prior)` (exact moments of z under the prior).
     """
 
     def __init__(self, model: Model, prior: Prior | None = None, stats: Mapping | None = None):
@@ -101,10 +101,7 @@ class ParameterSpace:
         self.axis_names = tuple(f.names[0] for f in self.prior.factors if isinstance(f, AxisUniform))
         self.has_orientation = bool(self.axis_names)
         self.names = self.prior.names
-        if stats is None:
-            self.fit_stats(jax.random.PRNGKey(0), 65536)
-        else:
-            self._set_stats(stats)
+        self._set_stats(analytic_stats(self.prior) if stats is None else stats)
 
     # ------------------------------------------------------------------ normaliser statistics
     def _set_stats(self, stats: Mapping) -> None:
@@ -122,7 +119,7 @@ class ParameterSpace:
 
         Axis dims are exactly N(0, 1) under the uniform axis prior (module docstring): set, not estimated.
         """
-        z = np.asarray(self._to_z(self.prior.sample(key, n), None), np.float64)
+        z = np.asarray(jax.jit(lambda k: self._to_z(self.prior.sample(k, n), None))(key), np.float64)
         mean, std = z.mean(axis=0), z.std(axis=0)
         for f, s in zip(self.prior.factors, self.prior.slices):
             if isinstance(f, AxisUniform):
@@ -182,6 +179,36 @@ class ParameterSpace:
 
     def __repr__(self):
         return f"ParameterSpace({self.model.name!r}, dim={self.dim}, names={list(self.names)})"
+
+
+def analytic_stats(prior: Prior) -> dict[str, list[float]]:
+    """Exact mean and std of each z dim under the prior (no sampling, so deterministic and instant).
+
+    Uniform and LogUniform: z = logit(U), U ~ U(0, 1), is standard logistic: mean 0, std π/√3.
+    Dirichlet(α) in the additive log-ratio chart: zᵢ = log Gᵢ − log G_K with Gᵢ ~ Gamma(αᵢ) independent,
+    and E log G = ψ(α), Var log G = ψ′(α): mean ψ(αᵢ) − ψ(α_K), variance ψ′(αᵢ) + ψ′(α_K).
+    Uniform axis: N(0, I₂) in the compressed chart (module docstring). Other factor types: ValueError
+    (call `fit_stats`).
+    """
+    from scipy.special import polygamma, psi
+
+    from ..priors import Dirichlet, LogUniform, Uniform
+
+    mean, std = [], []
+    for f in prior.factors:
+        if isinstance(f, (Uniform, LogUniform)):
+            mean.append(0.0)
+            std.append(float(np.pi / np.sqrt(3.0)))
+        elif isinstance(f, AxisUniform):
+            mean += [0.0, 0.0]
+            std += [1.0, 1.0]
+        elif isinstance(f, Dirichlet):
+            a = np.asarray(f.alpha, np.float64)
+            mean += (psi(a[:-1]) - psi(a[-1])).tolist()
+            std += np.sqrt(polygamma(1, a[:-1]) + polygamma(1, a[-1])).tolist()
+        else:
+            raise ValueError(f"no analytic statistics for prior factor {f!r}; use ParameterSpace.fit_stats")
+    return {"mean": mean, "std": std}
 
 
 # ---------------------------------------------------------------------- DTI frame
