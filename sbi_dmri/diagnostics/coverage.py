@@ -21,8 +21,10 @@ Gate (EVALUATION.md: "each within ±3 binomial SE of nominal; never more than 0.
 
 Coverage above γ + 3·SE (a conservative, too-wide posterior) passes and is flagged `conservative`.
 Note the 0.02 floor is tighter than 3·SE whenever n_sims < 22500·γ(1 − γ) (5625 at γ = 0.5): with
-only 1000 simulations a *correct* posterior falls below 0.48 at γ = 0.5 with probability ≈ 10 %,
-so use ≥ 5000–10000 test simulations for this gate.
+only 1000 simulations a *correct* posterior falls below 0.48 at γ = 0.5 with probability ≈ 10 %
+per parameter, and the whole gate (4 levels × 3 parameters) failed the exact toy posterior in 9
+and 20 of 40 test sets (two batches); at 5000 and 10000 simulations in 0 and 1 of 40. Use ≥ 10000
+test simulations for this gate.
 """
 
 from __future__ import annotations

@@ -177,3 +177,16 @@ def test_tarp_is_invariant_to_parameter_units_with_normalisation(exact_set):
     lower, upper = truths.min(axis=0) - 1, truths.max(axis=0) + 1
     c = tarp(samples, truths, seed=5, bounds=(lower, upper))
     assert tarp_gate(c)
+
+
+@pytest.mark.slow
+def test_gates_rarely_fail_a_correct_posterior_at_10000_simulations():
+    # the false-failure rate of each gate on the exact posterior, over independent test sets
+    n_sets, failures = 30, {"sbc": 0, "coverage": 0, "tarp": 0}
+    for seed in range(n_sets):
+        samples, truths = toy_test_set(1000 + seed, 10_000, 100)
+        failures["sbc"] += not _sbc((samples, truths))[0][0]
+        failures["coverage"] += not coverage_gate(expected_coverage(samples, truths, seed=seed))[0]
+        failures["tarp"] += not tarp_gate(tarp(samples, truths, seed=seed))
+    # SBC: ≤ 5 % by construction (Bonferroni); coverage and TARP ≪ 5 % at this size
+    assert failures["sbc"] <= 4 and failures["coverage"] <= 2 and failures["tarp"] <= 2, failures
