@@ -8,7 +8,7 @@ is the fraction of posterior draws inside it,
 
 The expected coverage probability of credibility level α is ECP(α) = P(f < α); a posterior is
 calibrated iff ECP(α) = α for all α, *for all parameter dimensions jointly* (unlike the marginal
-SBC and coverage), provided the references are random (Lemos et al., Theorem 3).
+SBC and coverage), provided the references are random (the main theorem of Lemos et al.).
 
 Finite draws. As in `sbc.py` we use the randomised credibility f_i = (k_i + V)/(L + 1), with k_i the
 count above and V ~ U(0, 1); it is exactly Uniform(0, 1) under calibration, so ECP(α) = α holds
