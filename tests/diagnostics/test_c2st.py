@@ -7,7 +7,7 @@ from scipy.stats import norm
 from sbi_dmri.diagnostics.c2st import c2st
 
 # one shape for every call: the classifier compiles once for the whole file
-N, P = 1000, 3
+N, P = 500, 3
 
 
 def _gaussians(seed, shift=0.0, scale=1.0):
@@ -20,7 +20,7 @@ def _gaussians(seed, shift=0.0, scale=1.0):
 
 def test_identical_distributions_score_chance():
     acc = c2st(*_gaussians(0), seed=0)
-    assert 0.45 <= acc <= 0.56  # chance 0.5, sd of 2000 held-out points ≈ 0.011
+    assert 0.44 <= acc <= 0.56  # chance 0.5, sd of 1000 held-out points ≈ 0.016
 
 
 def test_separated_distributions_score_near_bayes_accuracy():
