@@ -90,3 +90,11 @@ def test_fixed_protocol_paths_resolve_against_the_config_folder(tmp_path):
     p = build_protocol(c.protocol)
     assert isinstance(p, FixedProtocol) and p.n_max == 4
     assert list(p.acquisition.bvalues) == [0.0, 1.0, 1.0, 2.0]
+
+
+def test_cli_train_reports_config_errors_in_one_line(capsys):
+    from sbi_dmri.cli import main
+
+    assert main(["train", os.path.join(CONFIGS, "tiny.yaml"), "--set", "training.stepz=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sbi-dmri: error: config error: training.stepz: unknown key (did you mean training.steps?)"
