@@ -3,7 +3,9 @@
 Layout of a training workdir:
 
     <workdir>/checkpoints/latest/<step>/{model, optimizer, meta}   the last `keep` steps: resume from here
-    <workdir>/checkpoints/best/<step>/{model, meta}                the lowest validation loss: infer from here
+    <workdir>/checkpoints/best/<step>/{model, meta}                the lowest validation loss
+    <workdir>/checkpoints/final/<step>/{model, meta}               the best weights again, with the final
+                                                                   diagnostics in meta: infer from here
 
 `model` and `optimizer` are Orbax PyTree items of plain arrays (the NNX states as pure dicts); `meta`
 is a JSON item: resolved config, normaliser statistics, parameter names, protocol description,
@@ -44,6 +46,7 @@ class TrainingCheckpoints:
             os.path.join(root, "latest"), options=_options(keep), item_names=("model", "optimizer", "meta")
         )
         self.best = ocp.CheckpointManager(os.path.join(root, "best"), options=_options(1), item_names=("model", "meta"))
+        self.final = ocp.CheckpointManager(os.path.join(root, "final"), options=_options(1), item_names=("model", "meta"))
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -92,23 +95,27 @@ class TrainingCheckpoints:
             return None
         return dict(self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
-    def update_best_meta(self, extra: Mapping) -> None:
-        """Add entries (e.g. final diagnostics) to the best step's meta: rewrite the step with the same weights."""
+    def save_final(self, extra: Mapping) -> None:
+        """Copy the best step into `final` with `extra` (e.g. the diagnostics) added to its meta.
+
+        A new folder rather than rewriting `best`: a kill at any moment leaves a complete best step.
+        """
         step = self.best.latest_step()
         out = self.best.restore(step, args=ocp.args.Composite(model=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
         meta = {**dict(out["meta"]), **extra}
-        self.best.delete(step)
-        self.best.save(
+        for old in self.final.all_steps():
+            if old >= step:  # a rerun with more steps can end on the same best step
+                self.final.delete(old)
+        self.final.save(
             step,
             args=ocp.args.Composite(model=ocp.args.StandardSave(out["model"]), meta=ocp.args.JsonSave(_jsonable(meta))),
             force=True,
         )
 
     def close(self) -> None:
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
-        self.latest.close()
-        self.best.close()
+        for m in (self.latest, self.best, self.final):
+            m.wait_until_finished()
+            m.close()
 
 
 # ---------------------------------------------------------------------------- step folders (inference)
@@ -118,14 +125,22 @@ def is_step_folder(path: str) -> bool:
 
 def find_step_folder(path: str) -> str:
     """The checkpoint step folder that `path` names: a step folder, a manager folder (its newest step),
-    or a training workdir (its best step, else its latest). Raises FileNotFoundError saying what it looked for."""
+    or a training workdir (final, unless best holds a newer step; else latest). Raises FileNotFoundError
+    saying what it looked for."""
     path = os.path.abspath(path)
     if is_step_folder(path):
         return path
-    for candidate in (path, os.path.join(path, "checkpoints", "best"), os.path.join(path, "checkpoints", "latest")):
-        steps = _numeric_children(candidate)
+    steps = _numeric_children(path)
+    if steps:
+        return os.path.join(path, str(max(steps)))
+    root = os.path.join(path, "checkpoints")
+    final, best = _numeric_children(os.path.join(root, "final")), _numeric_children(os.path.join(root, "best"))
+    if final and (not best or max(final) >= max(best)):
+        return os.path.join(root, "final", str(max(final)))
+    for name in ("best", "latest"):
+        steps = _numeric_children(os.path.join(root, name))
         if steps:
-            return os.path.join(candidate, str(max(steps)))
+            return os.path.join(root, name, str(max(steps)))
     raise FileNotFoundError(
         f"no checkpoint in {path}: expected a step folder (with model/ and meta/), a checkpoint manager "
         "folder of numbered steps, or a training workdir with checkpoints/best"

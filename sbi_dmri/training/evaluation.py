@@ -35,8 +35,12 @@ def draw_posterior_samples(model, simulator: Simulator, space, key, n_sims: int,
     return np.concatenate(samples)[:n_sims], np.concatenate(truths)[:n_sims]
 
 
-def posterior_diagnostics(model, simulator: Simulator, space, key, n_sims: int, n_draws: int, chunk: int) -> dict:
-    """Coverage, SBC and TARP with their gates, as JSON-ready numbers (see module docstring)."""
+def posterior_diagnostics(model, simulator: Simulator, space, key, n_sims: int, n_draws: int, chunk: int,
+                          plot_dir: str | None = None) -> dict:
+    """Coverage, SBC and TARP with their gates, as JSON-ready numbers (see module docstring).
+
+    With `plot_dir`, also writes coverage, SBC-rank and TARP figures there (paths under "plots").
+    """
     from ..diagnostics.coverage import coverage_gate, expected_coverage
     from ..diagnostics.sbc import sbc_gate, sbc_ks_test, sbc_ranks
     from ..diagnostics.tarp import tarp, tarp_gate
@@ -49,12 +53,22 @@ def posterior_diagnostics(model, simulator: Simulator, space, key, n_sims: int, 
     p = sbc_ks_test(ranks, n_draws)
     sbc_pass, threshold = sbc_gate(p)
     t = tarp(samples, truths)
+    plots = {}
+    if plot_dir is not None:
+        from ..diagnostics.plots import plot_coverage, plot_sbc_ranks, plot_tarp
+
+        plots = {
+            "coverage": plot_coverage(cov, f"{plot_dir}/coverage.png", names=names),
+            "sbc_ranks": plot_sbc_ranks(ranks, n_draws, f"{plot_dir}/sbc_ranks.png", names=names),
+            "tarp": plot_tarp(t, f"{plot_dir}/tarp.png"),
+        }
     return {
         "n_sims": int(n_sims), "n_draws": int(n_draws), "theta_names": names,
         "coverage": {f"{lvl:.2f}": dict(zip(names, map(float, row))) for lvl, row in zip(cov.levels, cov.coverage)},
         "coverage_pass": bool(cov_pass),
         "sbc_ks_p": dict(zip(names, map(float, p))), "sbc_threshold": float(threshold), "sbc_pass": bool(sbc_pass),
         "tarp_atc": float(t.atc), "tarp_atc_upper": float(t.atc_upper), "tarp_pass": bool(tarp_gate(t)),
+        "plots": plots,
     }
 
 

@@ -218,11 +218,11 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
                 best_loss = val["loss"]
                 model, _ = nnx.merge(graphdef, state)
                 ckpts.save_best(done, model, {**base_meta, "step": done, "val_loss": best_loss, "val": val})
-            t_window = time.perf_counter()  # evaluation is not training throughput
+            t_window, n_window = time.perf_counter(), 0  # evaluation is not training throughput
         if done % every_ckpt == 0 or done == tc.steps:
             model, optimizer = nnx.merge(graphdef, state)
             ckpts.save_latest(done, model, optimizer, {**base_meta, "step": done})
-            t_window = time.perf_counter()
+            t_window, n_window = time.perf_counter(), 0  # checkpoint time is not training throughput
     bar.close()
 
     diagnostics = {}
@@ -230,10 +230,12 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
         best_model = _restore_best_model(ckpts, graphdef, state)
         diagnostics = posterior_diagnostics(
             best_model, simulator, space, diag_key, config.evaluation.n_sims, config.evaluation.n_draws,
-            chunk=tc.batch_size,
+            chunk=tc.batch_size, plot_dir=os.path.join(workdir, "plots"),
         )
-        ckpts.update_best_meta({"diagnostics": diagnostics})
+        ckpts.save_final({"diagnostics": diagnostics})
         tracker.log(tc.steps, _flat_numbers(diagnostics, "diag"))
+        for name, path in diagnostics["plots"].items():
+            tracker.log_image(tc.steps, f"diag/{name}", path)
     ckpts.close()
     tracker.close()
     summary.update(

@@ -36,6 +36,9 @@ class Tracker:
         os.makedirs(folder, exist_ok=True)
         figure.savefig(os.path.join(folder, f"{name}_{int(step):08d}.png"), dpi=100)
 
+    def log_image(self, step: int, name: str, path: str) -> None:
+        """An image file already written (e.g. a diagnostics plot); the base tracker keeps it where it is."""
+
     def close(self) -> None:
         self._fh.close()
 
@@ -62,6 +65,9 @@ class WandbTracker(Tracker):
     def log_figure(self, step, name, figure):
         super().log_figure(step, name, figure)
         self._run.log({name: self._wandb.Image(figure)}, step=int(step))
+
+    def log_image(self, step, name, path):
+        self._run.log({name: self._wandb.Image(path)}, step=int(step))
 
     def close(self):
         super().close()

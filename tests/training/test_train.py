@@ -43,8 +43,10 @@ def test_tiny_config_trains_end_to_end(reference):
     assert meta["model"] == "ball_stick" and meta["parameter_names"] == ["orientation", "d_par", "f_stick"]
     assert meta["config"]["training"]["steps"] == 40 and len(meta["stats"]["mean"]) == 4
     assert meta["val_loss"] == pytest.approx(summary["best_val_loss"])
-    diag = meta["diagnostics"]
+    diag = meta["diagnostics"]  # measured on the best weights, stored beside them in checkpoints/final
+    assert "/checkpoints/final/" in find_step_folder(str(workdir))
     assert set(diag["coverage"]) == {"0.50", "0.80", "0.90", "0.95"} and 0 <= diag["sbc_ks_p"]["d_par"] <= 1
+    assert all(os.path.isfile(p) for p in diag["plots"].values()) and len(diag["plots"]) == 3
 
 
 RESTORE = """
