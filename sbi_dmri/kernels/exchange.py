@@ -129,7 +129,8 @@ def karger_powder_stick(bvalues: Measurements, t, d_i, d_e, f, k_ie, k_ei) -> Me
         t: diffusion time Δ, ms (scalar or (n_meas,)). d_i, d_e: intra/extra diffusivities, µm²/ms.
         f: neurite fraction. k_ie, k_ei: rates neurite → extra and extra → neurite, 1/ms.
     """
-    xi2 = jnp.asarray(_XI**2, dtype=jnp.result_type(bvalues, jnp.float32))
+    bvalues = jnp.asarray(bvalues)
+    xi2 = jnp.asarray(_XI**2, dtype=jnp.result_type(bvalues, float))
     w = jnp.asarray(_XI_W, dtype=xi2.dtype)
     b = bvalues[:, None]
     t_b = jnp.asarray(t)[..., None] if jnp.ndim(t) else t
