@@ -188,6 +188,6 @@ def cylinder_gpd_waveform(gradients, dt: float, orientation, radius, diffusivity
         axis; radius: µm; diffusivity: µm²/ms.
     """
     g = jnp.asarray(gradients, _dtype(gradients, radius, diffusivity))
-    g_perp = g - (g @ orientation)[..., None] * orientation
+    g_perp = g - (g @ orientation)[..., None] * orientation[None, None, :]
     log_perp = gpd.waveform_log_signal(g_perp, dt, radius, diffusivity, gpd.CYLINDER)
     return jnp.exp(log_perp - diffusivity * axial_bvalue(g, dt, orientation))

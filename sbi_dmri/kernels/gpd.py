@@ -136,8 +136,12 @@ def pgse_mode_factor(lam, delta, Delta):
     lam_l = jnp.where(small, 1.0 / delta, lam)
     u_l = lam_l * delta
     v_l = lam_l * Delta
-    rest = -2.0 + 2.0 * jnp.exp(-u_l) + 2.0 * jnp.exp(-v_l) - jnp.exp(-(v_l - u_l)) - jnp.exp(-(v_l + u_l))
-    f_large = (2.0 * delta + rest / lam_l) / lam_l
+    # λ(Δ − δ), not v − u: with λ ~ 1e11 a fused multiply-add would leave a rounding residue of
+    # ~1e5 in v − u when Δ = δ, and e^{−(v−u)} would overflow.
+    gap = jnp.maximum(lam_l * (Delta - delta), 0.0)
+    rest = -2.0 + 2.0 * jnp.exp(-u_l) + 2.0 * jnp.exp(-v_l) - jnp.exp(-gap) - jnp.exp(-(v_l + u_l))
+    inv = 1.0 / lam_l
+    f_large = (2.0 * delta + rest * inv) * inv
     return jnp.where(small, f_small, f_large)
 
 

@@ -102,7 +102,7 @@ def planes_gpd_waveform(gradients, dt: float, orientation, spacing, diffusivity)
     g = jnp.asarray(gradients, jnp.result_type(float, gradients, spacing, diffusivity))
     g_n = (g @ orientation)[..., None]
     log_n = gpd.waveform_log_signal(g_n, dt, spacing, diffusivity, gpd.PLANES)
-    g_in = g - g_n * orientation
+    g_in = g - g_n * orientation[None, None, :]
     b_in = sum(axial_bvalue(g_in, dt, e) for e in jnp.eye(3, dtype=g.dtype))
     return jnp.exp(log_n - diffusivity * b_in)
 
