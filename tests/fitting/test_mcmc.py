@@ -48,21 +48,24 @@ def test_split_rhat_detects_chains_that_disagree():
     assert split_rhat(trend) > 1.1
 
 
-def _ball_stick_posteriors(n_vox, num_samples, seed):
+def _ball_stick_posteriors(n_vox, num_samples, seed, num_warmup=400, init_at_truth=False):
     m, acq = models.get("ball_stick"), three_shell()
     truth = ball_stick_truths(np.random.default_rng(seed), n_vox, f=(0.3, 0.8), d_par=(1.0, 2.5),
                               d_iso=(0.5, 3.0))
     mu = jax.vmap(m.signal, in_axes=(None, 0))(acq, truth)
     y = np.asarray(add_noise(jax.random.key(seed), mu, 50.0, "rician"))
-    ps = sample_posterior(m, acq, y, sigma=1 / 50, noise="rician", n_chains=4, num_warmup=400,
-                          num_samples=num_samples, key=jax.random.key(seed))
+    init = {k: np.asarray(v) for k, v in truth.items()} if init_at_truth else None  # None: NLLS
+    ps = sample_posterior(m, acq, y, sigma=1 / 50, noise="rician", n_chains=4, num_warmup=num_warmup,
+                          num_samples=num_samples, init=init, key=jax.random.key(seed))
     return truth, ps
 
 
 def test_ball_stick_chains_converge_and_cover_the_truth():
-    truth, ps = _ball_stick_posteriors(2, 500, seed=0)
-    assert np.all(ps.rhat < 1.02), ps.rhat
-    assert np.all(ps.ess > 300), ps.ess
+    """Small default-run version (one voxel, short chains; the chains start jittered about the truth,
+    which exercises the sampler, not the NLLS start): R̂ and ESS sane, truth inside ±4 sd."""
+    truth, ps = _ball_stick_posteriors(1, 300, seed=0, num_warmup=200, init_at_truth=True)
+    assert np.all(ps.rhat < 1.03), ps.rhat
+    assert np.all(ps.ess > 200), ps.ess
     for k in ("d_par", "d_iso", "f_stick"):
         z = np.abs(ps.params[k].mean(1) - np.asarray(truth[k])) / ps.params[k].std(1)
         assert np.all(z < 4), (k, z)
