@@ -233,7 +233,7 @@ def _run_demo(args):
 
 
 # ---------------------------------------------------------------------- entry point
-_VERBS = [_add_models, _add_simulate, _add_train, _add_infer, _add_demo]
+_VERBS = [_add_models, _add_simulate, _add_train, _add_fit, _add_infer, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
