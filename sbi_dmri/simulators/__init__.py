@@ -1,0 +1,1 @@
+"""Simulators: the analytic simulator (`analytic`) and the Monte Carlo spin simulator (`montecarlo`)."""

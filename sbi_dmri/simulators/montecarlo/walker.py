@@ -1,0 +1,238 @@
+"""The random walk: one jitted chunk of spins, scanned over time, phases accumulated on the fly.
+
+Physics (see PHYSICS.md, "Monte Carlo: what a correct walker does"):
+- each step has fixed length s = √(6 D dt) in a uniformly random direction (cos θ and φ uniform);
+- walls reflect elastically (specularly), iterated inside the step until its length is spent (a
+  bounded `lax.while_loop`, never rejection sampling); a permeable wall is crossed with probability
+  P = (2/3) κ s / D (Fieremans & Lee, NeuroImage 182:39, 2018, the 3-D constant);
+- the phase is φ = γ Σ_k G_k · x̄_k dt with x̄_k the mean of the step's end points (the step
+  midpoint), x relative to each walker's start (float32), G_k in the substrate's local frame.
+
+Phases are never stored per time step: the rendered waveforms (n_meas, n_t, 3) are factorised in
+NumPy as G[m, k, c] = Σ_r C[m, c, r] P[k, r] (an exact low-rank SVD; rank 1 for a PGSE protocol with
+one timing), and each walker accumulates A[c, r] = Σ_k P[k, r] x̄_k[c]; φ = γ dt Σ A C at the end. Cost
+per step is 3·rank per walker, however many measurements.
+
+Layout is structure-of-arrays (3, n): the spin axis last, so XLA vectorises over spins.
+Random numbers are counter-based: Threefry-2x32 of (global spin index, step index) under a key, so spin
+i's walk depends only on (key, i): any chunking gives bit-identical walks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.extend.random import threefry2x32_p
+
+#: Spins per reduction block (sums are formed per block on the device, then added on the host).
+BLOCK = 1024
+#: How far (µm) a walker is set off a wall after touching it, so its side is never ambiguous in float32.
+WALL_OFFSET = 2e-4
+
+
+def _uniform(keypair, counter_a, counter_b):
+    """Two independent U(0, 1) arrays (float32, never 0 or 1) from one Threefry-2x32 hash."""
+    a, b = threefry2x32_p.bind(keypair[0], keypair[1], counter_a, counter_b)
+    scale = 1.0 / 16777216.0
+    to01 = lambda w: (jax.lax.shift_right_logical(w, jnp.uint32(8)).astype(jnp.float32) + 0.5) * scale  # noqa: E731
+    return to01(a), to01(b)
+
+
+def _dot3(a, b):
+    """Row-wise dot product of (3, n) arrays (written out: XLA CPU reduces over a leading axis of 3 slowly)."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _wrap(geom, pos):
+    """Map positions (3, n) into the periodic cell on periodic axes."""
+    rows = []
+    for c in range(3):
+        if geom.periodic[c]:
+            L = geom.cell[c]
+            rows.append(pos[c] - L * jnp.floor(pos[c] / L))
+        else:
+            rows.append(pos[c])
+    return jnp.stack(rows)
+
+
+def _candidates(geom, pos):
+    """Obstacle centres (3, K, n or 1) and radii (K, n or 1) reachable from `pos` (3, n) in one step."""
+    if geom.table.shape[0] == 1:  # one fixed candidate list: broadcast, no gather
+        idx = geom.table[0]
+        return geom.centres.T[:, idx][:, :, None], geom.radii[idx][:, None]
+    gs = geom.grid_shape
+    ijk = [jnp.clip(jnp.floor(pos[c] / geom.grid_h[c]).astype(jnp.int32), 0, gs[c] - 1) for c in range(3)]
+    flat = (ijk[0] * gs[1] + ijk[1]) * gs[2] + ijk[2]
+    idx = geom.table[flat].T  # (K, n)
+    return geom.centres.T[:, idx], geom.radii[idx]
+
+
+def _first_hit_round(geom, pos, u, centres, radii):
+    """Distance along u (3, n) to the first wall (inf if none) and the unit wall normal (3, n) there.
+
+    The K candidates are scanned with elementwise selects (no argmin/gather, which are slow on CPU).
+    """
+    axes = 2 if geom.kind == "circles" else 3  # circles: cylinders along local z
+    a = sum(u[c] * u[c] for c in range(axes))
+    a_safe = jnp.maximum(a, 1e-20)
+    moving = a > 1e-12
+    t_min = jnp.full(pos.shape[1:], jnp.inf, pos.dtype)
+    c_min = [jnp.zeros_like(t_min) for _ in range(axes)]
+    for k in range(radii.shape[0]):
+        d = [pos[c] - centres[c, k] for c in range(axes)]
+        b = 2.0 * sum(d[c] * u[c] for c in range(axes))
+        cc = sum(dc * dc for dc in d) - radii[k] * radii[k]
+        disc = b * b - 4.0 * a * cc
+        sq = jnp.sqrt(jnp.maximum(disc, 0.0))
+        # Exit root from inside, written without cancellation for either sign of b.
+        den = jnp.where(b + sq > 0, b + sq, 1.0)
+        t_exit = jnp.where(b > 0, -2.0 * cc / den, (-b + sq) / (2.0 * a_safe))
+        t_entry = (-b - sq) / (2.0 * a_safe)
+        t = jnp.where(cc < 0.0, t_exit, jnp.where((disc > 0) & (t_entry > 0) & (b < 0), t_entry, jnp.inf))
+        better = moving & (t < t_min)
+        t_min = jnp.where(better, t, t_min)
+        c_min = [jnp.where(better, centres[c, k], c_min[c]) for c in range(axes)]
+    t_go = jnp.where(jnp.isfinite(t_min), t_min, 0.0)
+    v = [pos[c] + t_go * u[c] - c_min[c] for c in range(axes)]
+    if axes == 2:
+        v.append(jnp.zeros_like(v[0]))
+    v = jnp.stack(v)
+    normal = v / jnp.maximum(jnp.sqrt(_dot3(v, v)), 1e-20)[None, :]
+    return t_min, normal
+
+
+def _first_hit_slab(geom, pos, u):
+    L = geom.slab_spacing
+    z = pos[2] - L * jnp.floor(pos[2] / L)
+    uz = u[2]
+    safe = jnp.where(uz == 0, 1.0, uz)
+    t = jnp.where(uz > 0, (L - z) / safe, jnp.where(uz < 0, -z / safe, jnp.inf))
+    normal = jnp.stack([jnp.zeros_like(z), jnp.zeros_like(z), jnp.ones_like(z)])
+    return t, normal
+
+
+def _move(geom, pos, u, step, transit_draw, p_transit, max_reflections):
+    """Advance walkers (3, n) by `step` along u, reflecting (or crossing) walls until the step is spent.
+
+    transit_draw(i) gives the (n,) uniforms deciding membrane crossings at wall interaction i.
+    """
+    if geom.kind == "free":
+        return pos + step * u
+    if geom.kind != "slabs":
+        centres, radii = _candidates(geom, pos)
+
+    def cond(state):
+        i, _, _, rem = state
+        return (i < max_reflections) & jnp.any(rem > 0)
+
+    def body(state):
+        i, p, d, rem = state
+        if geom.kind == "slabs":
+            t, normal = _first_hit_slab(geom, p, d)
+        else:
+            t, normal = _first_hit_round(geom, p, d, centres, radii)
+        hit = t < rem
+        travel = jnp.where(hit, t, rem)
+        p = p + travel[None, :] * d
+        rem = jnp.where(hit, rem - travel, 0.0)
+        reflect = hit & (transit_draw(i) >= p_transit) if geom.permeable else hit
+        dn = _dot3(d, normal)[None, :]
+        d = jnp.where(reflect[None, :], d - 2.0 * dn * normal, d)
+        side = jnp.sign(_dot3(d, normal))[None, :]
+        p = p + jnp.where(hit[None, :], WALL_OFFSET * side * normal, 0.0)
+        return i + 1, p, d, rem
+
+    rem0 = jnp.full(pos.shape[1:], step, pos.dtype)
+    _, pos, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), pos, u, rem0))
+    return pos
+
+
+def _initial_positions(geom, keypair, spin):
+    """Uniform positions (3, n) in each compartment's volume (inverse-CDF placements, no rejection)."""
+    u1, u2 = _uniform(keypair, spin, jnp.zeros_like(spin))
+    u3, u4 = _uniform(keypair, spin, jnp.ones_like(spin))
+    zeros = jnp.zeros_like(u1)
+    if geom.kind == "free":
+        return jnp.stack([zeros, zeros, zeros])
+    if geom.kind == "slabs":
+        return jnp.stack([zeros, zeros, geom.slab_spacing * u1])
+    if any(geom.periodic):  # packed: uniform in the cell; the compartment follows from the position
+        return jnp.stack([u * geom.cell[c] if geom.periodic[c] else zeros for c, u in enumerate((u1, u2, u3))])
+    R = geom.radii[0]
+    if geom.kind == "circles":
+        r, th = R * jnp.sqrt(u1), 2.0 * jnp.pi * u2
+        return jnp.stack([r * jnp.cos(th), r * jnp.sin(th), zeros])
+    r, z, ph = R * jnp.cbrt(u1), 2.0 * u2 - 1.0, 2.0 * jnp.pi * u3
+    s = jnp.sqrt(jnp.maximum(1.0 - z * z, 0.0))
+    return r * jnp.stack([s * jnp.cos(ph), s * jnp.sin(ph), z])
+
+
+def _labels(geom, pos):
+    """Compartment index at t = 0: packed substrates 0 = intra (inside an obstacle), 1 = extra."""
+    if not any(geom.periodic) or geom.kind == "slabs":
+        return jnp.zeros(pos.shape[1:], jnp.int32)
+    centres, radii = _candidates(geom, pos)
+    axes = 2 if geom.kind == "circles" else 3
+    r2 = sum((pos[c][None, :] - centres[c]) ** 2 for c in range(axes))  # (K, n)
+    inside = jnp.any(r2 < radii * radii, axis=0)
+    return jnp.where(inside, 0, 1).astype(jnp.int32)
+
+
+def run_chunk(geom, keypairs, spin, n_spins, basis, coeffs, step, p_transit, gamma_dt, *,
+              n_labels, max_reflections, record):
+    """Walk the spins with global indices `spin` through all time steps (call under jit).
+
+    Args:
+        geom: `Geometry`.
+        keypairs: (3, 2) uint32 Threefry keys (directions, membrane crossings, initial placement).
+        spin: (n,) uint32 global spin indices (a multiple of BLOCK long); spins ≥ n_spins are padding.
+        n_spins: () uint32 number of real spins.
+        basis: (n_t, r) time profiles P[k, r] of the factorised waveform.
+        coeffs: (n_meas, 3, r) coefficients C[m, c, r] (mT/m, local frame).
+        step: step length s (µm). p_transit: crossing probability per wall hit. gamma_dt: γ·dt.
+    Returns:
+        dict of per-block sums (nb, n_labels, n_meas) "cos", "sin", "cos2", counts (nb, n_labels), and
+        with `record` the per-spin "displacement", "start" (n, 3) (local frame, µm) and "label" (n,).
+    """
+    n = spin.shape[0]
+    nb = n // BLOCK
+    r = basis.shape[1]
+    start = _initial_positions(geom, keypairs[2], spin)
+    labels = _labels(geom, start)
+
+    def one_step(carry, xs):
+        pos, disp, acc = carry
+        k, p_k = xs
+        cos_t, ph = _uniform(keypairs[0], spin, jnp.broadcast_to(k, spin.shape))
+        cos_t = 2.0 * cos_t - 1.0
+        sin_t = jnp.sqrt(jnp.maximum(1.0 - cos_t * cos_t, 0.0))
+        ph = 2.0 * jnp.pi * ph
+        u = jnp.stack([sin_t * jnp.cos(ph), sin_t * jnp.sin(ph), cos_t])
+
+        def transit_draw(i):
+            counter = k * jnp.uint32(max_reflections) + i.astype(jnp.uint32)
+            return _uniform(keypairs[1], spin, jnp.broadcast_to(counter, spin.shape))[0]
+
+        new = _move(geom, pos, u, step, transit_draw, p_transit, max_reflections)
+        dx = new - pos
+        acc = acc + (disp + 0.5 * dx)[:, None, :] * p_k[None, :, None]
+        return (_wrap(geom, new), disp + dx, acc), None
+
+    n_t = basis.shape[0]
+    carry0 = (start, jnp.zeros((3, n)), jnp.zeros((3, r, n)))
+    (_, disp, acc), _ = jax.lax.scan(one_step, carry0, (jnp.arange(n_t, dtype=jnp.uint32), basis))
+    phase = gamma_dt * jnp.einsum("crn,mcr->mn", acc, coeffs)
+    valid = spin < n_spins
+    onehot = (labels[None, :] == jnp.arange(n_labels)[:, None]) & valid[None, :]
+    w = onehot.astype(phase.dtype).reshape(n_labels, nb, BLOCK)
+    m = phase.shape[0]
+    cos, sin = jnp.cos(phase).reshape(m, nb, BLOCK), jnp.sin(phase).reshape(m, nb, BLOCK)
+    out = {
+        "cos": jnp.einsum("ljb,mjb->jlm", w, cos),
+        "sin": jnp.einsum("ljb,mjb->jlm", w, sin),
+        "cos2": jnp.einsum("ljb,mjb->jlm", w, cos * cos),
+        "count": jnp.sum(w, axis=2).T,
+    }
+    if record:
+        out.update(displacement=disp.T, start=start.T, label=labels)
+    return out
