@@ -164,7 +164,7 @@ def _initial_positions(geom, keypair, spin):
         return jnp.stack([r * jnp.cos(th), r * jnp.sin(th), zeros])
     r, z, ph = R * jnp.cbrt(u1), 2.0 * u2 - 1.0, 2.0 * jnp.pi * u3
     s = jnp.sqrt(jnp.maximum(1.0 - z * z, 0.0))
-    return r * jnp.stack([s * jnp.cos(ph), s * jnp.sin(ph), z])
+    return r[None, :] * jnp.stack([s * jnp.cos(ph), s * jnp.sin(ph), z])
 
 
 def _labels(geom, pos):
