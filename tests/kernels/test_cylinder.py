@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.special as sps
 
 from sbi_dmri.kernels import cylinder as cyl
@@ -83,6 +84,7 @@ def test_gradients_equal_finite_differences(x64):
         assert jR[0] == 0.0 and jD[0] == 0.0, name  # b = 0
 
 
+@pytest.mark.slow
 def test_float32_finite_and_bounded_over_the_range():
     """R 0.1–20 µm, D 0.1–3.5, b ≤ 10, δ 1–40, Δ ≤ 100: E finite in [0, 1], gradients finite."""
     b = np.array([0.0, 0.01, 1.0, 10.0, 10.0, 3.0, 10.0])

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from sbi_dmri.kernels import planes
 
@@ -48,6 +49,7 @@ def test_gradients_equal_finite_differences(x64):
         assert np.allclose(jD, (f(6.0, 1.2 + eps) - f(6.0, 1.2 - eps)) / (2 * eps), rtol=1e-6, atol=1e-9), name
 
 
+@pytest.mark.slow
 def test_float32_finite_and_bounded_over_the_range():
     b = np.array([0.0, 0.01, 1.0, 10.0, 10.0, 3.0, 10.0])
     delta = np.array([1.0, 1.0, 10.0, 1.0, 40.0, 40.0, 5.0])
