@@ -9,6 +9,8 @@ expected coverage of central intervals, SBC rank KS p-values, TARP ATC, and the 
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from flax import nnx
@@ -57,11 +59,11 @@ def posterior_diagnostics(model, simulator: Simulator, space, key, n_sims: int, 
     if plot_dir is not None:
         from ..diagnostics.plots import plot_coverage, plot_sbc_ranks, plot_tarp
 
-        plots = {
-            "coverage": plot_coverage(cov, f"{plot_dir}/coverage.png", names=names),
-            "sbc_ranks": plot_sbc_ranks(ranks, n_draws, f"{plot_dir}/sbc_ranks.png", names=names),
-            "tarp": plot_tarp(t, f"{plot_dir}/tarp.png"),
-        }
+        os.makedirs(plot_dir, exist_ok=True)
+        plots = {name: os.path.join(plot_dir, f"{name}.png") for name in ("coverage", "sbc_ranks", "tarp")}
+        plot_coverage(cov, plots["coverage"], names=names)
+        plot_sbc_ranks(ranks, n_draws, plots["sbc_ranks"], names=names)
+        plot_tarp(t, plots["tarp"])
     return {
         "n_sims": int(n_sims), "n_draws": int(n_draws), "theta_names": names,
         "coverage": {f"{lvl:.2f}": dict(zip(names, map(float, row))) for lvl, row in zip(cov.levels, cov.coverage)},
