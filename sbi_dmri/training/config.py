@@ -373,6 +373,9 @@ def validate(config: Config) -> None:
     positive("noise.snr", n.snr[0])
 
     net = config.network
+    if net.encoder == "mlp" and p.kind != "fixed":
+        raise ConfigError("network.encoder", "mlp reads a fixed measurement order: it needs protocol.kind: fixed "
+                          "(use encoder: set for a protocol family)")
     for k in ("hidden", "depth", "flow_layers"):
         positive(f"network.{k}", getattr(net, k))
     for q in net.quantiles:

@@ -43,6 +43,7 @@ def test_bad_values_name_the_key():
     assert "protocol.Delta" in _error(["protocol.delta=[30, 40]", "protocol.Delta=[10, 20]"])
     assert "protocol.bval" in _error(["protocol.kind=fixed"])
     assert "network.quantiles" in _error(["network.quantiles=[0.5, 1.5]"])
+    assert "network.encoder: mlp reads a fixed measurement order" in _error(["network.encoder=mlp"])
 
 
 def test_file_errors_are_one_line(tmp_path):
