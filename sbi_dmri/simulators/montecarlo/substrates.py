@@ -28,6 +28,10 @@ import math
 import equinox as eqx
 import numpy as np
 
+#: Up to this many obstacle images within reach of the periodic cell, every walker tests all of them
+#: (elementwise, vectorised); beyond it the grid table is used (a gather per step, slower on CPU).
+_MAX_BROADCAST_CANDIDATES = 24
+
 #: Centre of the padding obstacle in neighbour tables: far away, zero radius, never hit.
 _FAR = -1.0e4
 
@@ -241,6 +245,10 @@ class _Packed:
             nearest = np.clip(img_c, lo, hi)
             hit = np.linalg.norm(img_c - nearest, axis=1) < img_r
             rows.append(np.flatnonzero(hit))
+        union = np.unique(np.concatenate(rows))
+        if len(union) <= _MAX_BROADCAST_CANDIDATES:
+            # Few obstacles within reach of the cell (e.g. a lattice): test them all, no per-walker gather.
+            rows, n_g, h = [union], np.ones(d, int), cell
         k = max(1, max(len(r) for r in rows))
         pad = len(img_r)  # index of the far padding obstacle appended below
         table = np.full((len(rows), k), pad, np.int64)
