@@ -108,20 +108,22 @@ def test_watson_pdf_normaliser_matches_scipy(x64):
         assert float(watson.watson_log_normaliser(kappa)) == pytest.approx(expected, rel=1e-10)
 
 
+def _stick_loss(k):
+    g = jnp.asarray(random_directions(6, seed=3))
+    mu = jnp.asarray(unit([0.1, 0.2, 1.0]))
+    return jnp.sum(watson.watson_stick(jnp.full(6, 2.0), g, mu, k, 1.7) ** 2)
+
+
+stick_loss, stick_loss_grad = jax.jit(_stick_loss), jax.jit(jax.grad(_stick_loss))
+
+
 @pytest.mark.parametrize("kappa", [0.0, 0.5, 20.0])
 def test_gradient_wrt_kappa_matches_finite_differences(x64, kappa):
-    g = jnp.asarray(random_directions(6, seed=3))
-    b = jnp.full(6, 2.0)
-    mu = jnp.asarray(unit([0.1, 0.2, 1.0]))
-
-    def loss(k):
-        return jnp.sum(watson_stick(b, g, mu, k, 1.7) ** 2)
-
-    loss = jax.jit(loss)
-    grad = jax.jit(jax.grad(loss))(kappa)
+    kappa = jnp.float64(kappa)
+    grad = stick_loss_grad(kappa)
     h = 1e-6
     lo = kappa if kappa == 0.0 else kappa - h  # one-sided at the boundary κ = 0
-    fd = (loss(kappa + h) - loss(lo)) / (kappa + h - lo)
+    fd = (stick_loss(kappa + h) - stick_loss(lo)) / (kappa + h - lo)
     assert np.isfinite(float(grad))
     assert float(grad) == pytest.approx(float(fd), rel=1e-4, abs=1e-7)
 
