@@ -1,0 +1,295 @@
+"""Chunked amortized inference over many voxels: `infer_voxels(net, signals, acquisition) -> VoxelMaps`.
+
+One jitted function per chunk of voxels does everything on device: S0 normalisation and the DTI
+frame (the same `_build_batch` as `PretrainedPosterior`), the encoder with the protocol embedding
+computed ONCE per acquisition (set encoder: W_p p is (M, H), shared by every voxel and chunk), the
+flow's draws, their constrained values and summaries, and — for the per-voxel trust check — the
+importance log-weights under the analytic likelihood. Only per-voxel summaries (and the (C, n)
+log-weights) come back to the host, so memory is bounded by one chunk: about
+chunk × draws × measurements × 4 bytes for the simulated signals of the trust check.
+
+Per-voxel trust (EVALUATION.md, "Per-voxel trust"): for draws θ_s ~ q(θ | y) in the network's
+standardized θ space,
+
+    log w_s = log p(y | θ_s) + log p_θ(θ_s) − log q(θ_s | y),
+
+with p_θ the prior's image in θ space (`ParameterSpace.prior_log_prob_theta`, same measure as the
+flow's density, so no Jacobian is missing) and p(y | θ) the noise model the network was trained with
+(`meta["noise"]["kind"]`, Rician by default) on S/S0 signals. σ (of S/S0) per voxel: the sample
+standard deviation of the b = 0 signals divided by their mean when there are at least 2 of them,
+clipped to the training SNR range [1/SNR_max, 1/SNR_min]; with fewer b = 0 measurements, 1/SNR_mid
+(geometric midpoint for a log-uniform SNR prior, arithmetic otherwise). The PSIS Pareto k̂ of the
+weights (`diagnostics.pareto_khat`) then says whether q matches the true posterior in that voxel;
+k̂ > 0.7 flags it (Vehtari et al., JMLR 25(72), 2024; the cut used in EVALUATION.md).
+
+Voxels with non-finite signals or a non-positive mean b = 0 signal are not passed through the network
+(a placeholder keeps the chunk shape): their results are NaN and their `invalid` flag is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from ..acquisition import B0_THRESHOLD, Acquisition
+from ..networks.posterior import angles_deg, axial_mean
+
+#: k̂ above this flags a voxel (EVALUATION.md).
+KHAT_FLAG = 0.7
+#: Central interval written as q025/q975.
+INTERVAL = (0.025, 0.975)
+#: Prior draws behind the prior widths of the width-ratio maps.
+PRIOR_WIDTH_DRAWS = 20000
+#: Times the per-chunk functions were traced (tests assert one per shape, not one per chunk).
+TRACES = {"point": 0, "posterior": 0}
+
+
+@dataclasses.dataclass
+class VoxelMaps:
+    """Per-voxel results, first axis = voxel (NaN where `invalid`).
+
+    Attributes:
+        mean: name → (V,) or (V, 3) (axes: axial mean, unit, n_z ≥ 0). With samples = 0 the point head.
+        std, q025, q975, width_ratio: name → (V,); axes: RMS angle / angle quantiles in degrees, and
+            the RMS angle over the prior's RMS angle. Empty with samples = 0.
+        khat: (V,) PSIS Pareto k̂ (NaN when the trust check was not run).
+        invalid: (V,) bool, signals not usable (non-finite or S0 ≤ 0).
+        sigma: (V,) σ of S/S0 used in the likelihood (NaN when not run).
+        seconds: wall time of the chunk loop (network + summaries + trust), excluding compilation
+            of the first chunk only if `warmup` was requested.
+    """
+
+    mean: dict
+    std: dict
+    q025: dict
+    q975: dict
+    width_ratio: dict
+    khat: np.ndarray
+    invalid: np.ndarray
+    sigma: np.ndarray
+    seconds: float
+    notes: list
+
+
+def usable_voxels(signals: np.ndarray, acquisition: Acquisition) -> np.ndarray:
+    """(V,) bool: finite signals and a positive mean b = 0 signal (when the protocol has b = 0)."""
+    s = np.asarray(signals)
+    ok = np.all(np.isfinite(s), axis=1)
+    b0 = np.asarray(acquisition.bvalues) <= B0_THRESHOLD
+    if np.any(b0):
+        with np.errstate(invalid="ignore"):
+            ok &= np.where(ok, np.mean(np.where(np.isfinite(s[:, b0]), s[:, b0], 0.0), axis=1), 0.0) > 0
+    return ok
+
+
+def noise_sigma(signals: np.ndarray, acquisition: Acquisition, noise: dict) -> tuple[np.ndarray, str]:
+    """(V,) σ of S/S0 for the trust likelihood and a sentence saying how it was chosen (module docstring)."""
+    lo_snr, hi_snr = (float(v) for v in noise["snr"])
+    b0 = np.asarray(acquisition.bvalues) <= B0_THRESHOLD
+    s = np.asarray(signals, np.float64)
+    if int(np.sum(b0)) >= 2:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            est = np.std(s[:, b0], axis=1, ddof=1) / np.mean(s[:, b0], axis=1)
+        est = np.where(np.isfinite(est), est, 1.0 / hi_snr)
+        return np.clip(est, 1.0 / hi_snr, 1.0 / lo_snr), (
+            f"per voxel from the {int(np.sum(b0))} b=0 signals (sd/mean), clipped to the training SNR range "
+            f"[{lo_snr:g}, {hi_snr:g}]")
+    mid = math.sqrt(lo_snr * hi_snr) if noise.get("snr_scale", "log") == "log" else 0.5 * (lo_snr + hi_snr)
+    return np.full(s.shape[0], 1.0 / mid), f"fewer than 2 b=0 signals: SNR {mid:.3g}, the training range's midpoint"
+
+
+def prior_widths(space, key=None) -> dict[str, float]:
+    """Prior sd per scalar parameter; for axes the prior's RMS angle (degrees) to any fixed axis."""
+    key = jax.random.PRNGKey(1234) if key is None else key
+    draws = space.prior.sample(key, PRIOR_WIDTH_DRAWS)
+    out = {}
+    for name in space.names:
+        v = np.asarray(draws[name], np.float64)
+        if name in space.axis_names:
+            ang = np.degrees(np.arccos(np.clip(np.abs(v[:, 2]), 0.0, 1.0)))  # uniform axes: any reference works
+            out[name] = float(np.sqrt(np.mean(ang**2)))
+        else:
+            out[name] = float(np.std(v, ddof=1))
+    return out
+
+
+def _float32_acquisition(acq: Acquisition) -> Acquisition:
+    return Acquisition(bvalues=jnp.asarray(acq.bvalues, jnp.float32), directions=jnp.asarray(acq.directions, jnp.float32),
+                       delta=jnp.asarray(acq.delta, jnp.float32), Delta=jnp.asarray(acq.Delta, jnp.float32), TE=None)
+
+
+class _ChunkFunctions:
+    """The jitted per-chunk functions for one network and one acquisition (compiled once per shape)."""
+
+    def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str):
+        from ..networks.encoders import SetEncoder
+        from ..networks.features import protocol_features
+        from ..noise import log_likelihood
+        from ..pretrained import _build_batch
+
+        graphdef, self.state = nnx.split(net.network)
+        space, model = net.space, net.space.model
+        acq = _float32_acquisition(acquisition)
+        features = protocol_features(Acquisition(bvalues=acquisition.bvalues, directions=acquisition.directions,
+                                                 delta=acquisition.delta, Delta=acquisition.Delta, TE=None))
+        b0 = jnp.asarray(acquisition.bvalues <= B0_THRESHOLD)
+        set_encoder = isinstance(net.network.encoder, SetEncoder)
+        # the protocol half of the encoder's first layer, once per acquisition (NETWORK_INTERFACE.md)
+        self.embedding = (jax.jit(lambda st, p: nnx.merge(graphdef, st).protocol_embedding(p))(self.state, features)
+                          if set_encoder else jnp.zeros(()))
+        axis_names = space.axis_names
+        q = jnp.asarray(INTERVAL, jnp.float32)
+        signal = jax.vmap(jax.vmap(model.signal, in_axes=(None, 0)), in_axes=(None, 0))
+
+        def encode(state, raw, emb):
+            network = nnx.merge(graphdef, state)
+            batch = _build_batch(raw, features, b0, acq.bvalues, acq.directions)
+            ctx = network.context_from_embedding(batch, emb) if set_encoder else network.context(batch)
+            return network, batch, ctx
+
+        def point(state, raw, emb):
+            TRACES["point"] += 1
+            network, batch, ctx = encode(state, raw, emb)
+            return space.from_theta(network.point(ctx)["mean"], batch["frame"])
+
+        def posterior(state, raw, emb, key, sigma):
+            TRACES["posterior"] += 1
+            network, batch, ctx = encode(state, raw, emb)
+            theta = network.sample(ctx, key, n_draws)  # (C, n, D)
+            frame = batch["frame"][:, None]
+            params = space.from_theta(theta, frame)
+            out = {"mean": {}, "std": {}, "q025": {}, "q975": {}}
+            for name, v in params.items():
+                if name in axis_names:
+                    m = axial_mean(v)
+                    ang = angles_deg(v, m)
+                    out["mean"][name], out["std"][name] = m, jnp.sqrt(jnp.mean(ang**2, axis=1))
+                    quant = jnp.quantile(ang, q, axis=1)
+                else:
+                    out["mean"][name], out["std"][name] = jnp.mean(v, axis=1), jnp.std(v, axis=1, ddof=1)
+                    quant = jnp.quantile(v, q, axis=1)
+                out["q025"][name], out["q975"][name] = quant[0], quant[1]
+            if trust:
+                mu = signal(acq, params)  # (C, n, M) S/S0 at each draw
+                loglik = log_likelihood(batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)
+                lw = loglik + space.prior_log_prob_theta(theta, frame) - network.log_prob(ctx, theta)
+                out["log_weights"] = jnp.where(jnp.isnan(lw), -jnp.inf, jnp.minimum(lw, 3e38))
+            return out
+
+        self.point = jax.jit(point)
+        self.posterior = jax.jit(posterior)
+
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str) -> _ChunkFunctions:
+    """Cached per network and acquisition, so repeated calls (and volumes) reuse the compiled code."""
+    key = (np.asarray(acquisition.bvalues).tobytes(), np.asarray(acquisition.directions).tobytes(),
+           np.asarray(acquisition.delta).tobytes(), np.asarray(acquisition.Delta).tobytes(), n_draws, trust, noise_kind)
+    per_net = _CACHE.setdefault(net, {})
+    if key not in per_net:
+        per_net[key] = _ChunkFunctions(net, acquisition, n_draws, trust, noise_kind)
+    return per_net[key]
+
+
+def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, chunk_size: int = 2048,
+                 seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False) -> VoxelMaps:
+    """Amortized posterior summaries for every row of `signals` (V, M) measured with `acquisition`.
+
+    The protocol is NOT checked here (`infer_volume` does, with its `force` switch).
+
+    Args:
+        net: a `PretrainedPosterior`.
+        signals: (V, M) raw or S/S0 signals (normalised by each voxel's mean b = 0 signal here).
+        acquisition: the M measurements.
+        samples: posterior draws per voxel; 0 = point head only (fastest; no std/intervals/trust).
+        chunk_size: voxels per compiled call (bounds memory; the last chunk is padded, no recompile).
+        seed: PRNG seed of the draws (chunk i uses fold_in(key, i): results do not depend on timing).
+        trust: compute the importance weights and Pareto k̂ (needs ≥ 25 draws and a noise model).
+        progress: tqdm bar over chunks.
+        warmup: run (and discard) the first chunk once before timing, so `seconds` excludes compilation.
+    """
+    from ..diagnostics.importance import pareto_khat
+
+    s = np.asarray(signals, np.float32)
+    if s.ndim != 2 or s.shape[1] != acquisition.n_measurements:
+        raise ValueError(f"signals have shape {s.shape}; expected (n_voxels, {acquisition.n_measurements})")
+    if samples < 0:
+        raise ValueError(f"samples must be ≥ 0, got {samples}")
+    notes = []
+    noise = dict(net.meta.get("noise") or {"kind": "none"})
+    if trust and samples > 0 and (samples < 25 or noise.get("kind") not in ("rician", "gaussian")):
+        notes.append(f"trust check skipped: needs ≥ 25 draws and a Rician/Gaussian training noise model "
+                     f"(got {samples} draws, noise {noise.get('kind')!r})")
+        trust = False
+    trust = trust and samples > 0
+    V = s.shape[0]
+    invalid = ~usable_voxels(s, acquisition)
+    if np.all(invalid):
+        raise ValueError("no voxel has finite signals with a positive b=0 signal")
+    placeholder = s[np.argmax(~invalid)]
+    s = np.where(invalid[:, None], placeholder[None, :], s)
+    if trust:
+        sigma, how = noise_sigma(s, acquisition, noise)
+        notes.append(f"trust likelihood: {noise['kind']} noise, σ {how}")
+    else:
+        sigma = np.full(V, np.nan)
+
+    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"))
+    C = int(min(chunk_size, -(-V // 64) * 64))
+    n_chunks = -(-V // C)
+    key = jax.random.PRNGKey(seed)
+    widths = prior_widths(net.space) if samples > 0 else {}
+
+    def run_chunk(i):
+        raw = s[i * C:(i + 1) * C]
+        sg = sigma[i * C:(i + 1) * C]
+        pad = C - raw.shape[0]
+        if pad:
+            raw = np.concatenate([raw, np.repeat(placeholder[None, :], pad, axis=0)])
+            sg = np.concatenate([sg, np.full(pad, sg[0] if sg.size else 0.05)])
+        if samples == 0:
+            return {"mean": fns.point(fns.state, raw, fns.embedding)}
+        return fns.posterior(fns.state, raw, fns.embedding, jax.random.fold_in(key, i),
+                             jnp.asarray(np.nan_to_num(sg, nan=0.05), jnp.float32))
+
+    if warmup:
+        jax.block_until_ready(run_chunk(0))
+    t0 = time.perf_counter()
+    parts: dict[str, dict[str, list]] = {}
+    khat_parts = []
+    for i in tqdm(range(n_chunks), desc="infer", unit="chunk", disable=not progress, dynamic_ncols=True):
+        out = jax.device_get(run_chunk(i))
+        n_real = min(C, V - i * C)
+        lw = out.pop("log_weights", None)
+        if lw is not None:
+            khat_parts.append(pareto_khat(np.asarray(lw[:n_real], np.float64)))
+        for kind, d in out.items():
+            for name, v in d.items():
+                parts.setdefault(kind, {}).setdefault(name, []).append(np.asarray(v[:n_real], np.float32))
+    seconds = time.perf_counter() - t0
+
+    def gather(kind):
+        return {name: _nan_where(np.concatenate(v), invalid) for name, v in parts.get(kind, {}).items()}
+
+    std = gather("std")
+    width_ratio = {name: v / np.float32(widths[name]) for name, v in std.items()}
+    khat = np.concatenate(khat_parts) if khat_parts else np.full(V, np.nan)
+    return VoxelMaps(mean=gather("mean"), std=std, q025=gather("q025"), q975=gather("q975"), width_ratio=width_ratio,
+                     khat=_nan_where(khat, invalid), invalid=invalid, sigma=_nan_where(np.asarray(sigma), invalid),
+                     seconds=seconds, notes=notes)
+
+
+def _nan_where(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    out = np.array(values, dtype=np.float32 if values.dtype != np.float64 else np.float64)
+    out[invalid] = np.nan
+    return out
