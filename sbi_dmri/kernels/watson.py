@@ -19,10 +19,10 @@ Watson density, Funk–Hecke gives
 k_l by Gauss–Legendre quadrature in t (any kernel, 32 nodes), w_l by Gauss–Legendre in u = 1 − cos θ
 (θ the polar angle from μ) on [0, 1 − cos θ_max], θ_max = min(π/2, c/√κ), c = 6 (the density beyond
 θ_max is below e^{−36} of its peak, so the nodes follow the concentration for any κ ∈ [0, ∞) and e^κ
-never appears).
-κ = 0 gives w_l = δ_l0, the spherical mean, exactly. Measured (benchmarks/forward_signals.py, against
+never appears). κ = 0 gives w_l = δ_l0, the spherical mean, exactly. Measured (benchmarks/forward_signals.py, against
 a 400 000-point Fibonacci sphere): L = 40 is within 3e-7 for κ ∈ [0, 128], b·d ≤ 30, in float32 and
-float64, and 6× faster than the product rule below at equal or better accuracy.
+float64, and 8–9× faster than the product rule below at equal or better accuracy (figures in
+benchmarks/results/forward_signals.md).
 
 Product rule (`watson_disperse`, and Bingham, which is not zonal): Gauss–Legendre in θ ∈ [0, θ_max]
 × trapezoid in φ about μ, normalised by the same quadrature of the density (so E(b = 0) = 1 exactly).
@@ -38,6 +38,8 @@ import numpy as np
 from jax.scipy.special import dawsn
 from jaxtyping import Array, Float
 
+from .gaussian import tensor_frame
+
 Vector = Float[Array, "3"]
 Measurements = Float[Array, " n_meas"]
 Directions = Float[Array, "n_meas 3"]
@@ -47,7 +49,7 @@ Directions = Float[Array, "n_meas 3"]
 #: own floor) for b·d ≤ 9 and 2e-5 for b·d = 30; 12 × 24 gives 6e-6 and 5e-4 (see the benchmark).
 N_POLAR = 16
 N_AZIMUTH = 32
-#: Legendre convolution: maximum even degree, kernel nodes in t, Watson nodes in θ (measured above).
+#: Legendre convolution: maximum even degree, kernel nodes in t, Watson nodes in u = 1 − cos θ.
 DEGREE = 40
 N_KERNEL_NODES = 32
 N_WATSON_NODES = 32
@@ -196,9 +198,7 @@ def bingham_disperse(
         kappa_1: concentration about μ; kappa_2: concentration along μ₂; κ₁ ≥ κ₂ ≥ 0 (κ₂ = 0 is Watson).
         n_polar, n_azimuth: quadrature size (static); the azimuth carries the κ₂ anisotropy.
     """
-    from .gaussian import tensor_frame  # the same (μ, μ₂(ψ), μ₃) frame as the tensor's
-
-    frame = tensor_frame(mu, psi)
+    frame = tensor_frame(mu, psi)  # the same (μ, μ₂(ψ), μ₃) frame as the tensor's
     # Relative to the peak, ln B = −(κ₁ − κ₂cos²φ) sin²θ: confinement rate at least κ₁ − κ₂.
     nodes, w, cos_theta, along_2 = hemisphere_nodes(frame, _polar_limit(kappa_1 - kappa_2), n_polar, n_azimuth)
     log_p = jnp.log(w) + kappa_1 * (cos_theta**2 - 1.0) + kappa_2 * along_2**2
