@@ -155,16 +155,23 @@ def test_noddi_limits(x64):
     np.testing.assert_allclose(e_iso, ref_iso, atol=1e-9)
 
 
-def test_nexi_slow_exchange_is_the_standard_model_powder_average(x64):
+def test_nexi_exchange_limits(x64):
+    """Slow exchange: the standard-model powder average; fast: the averaged Gaussian per orientation."""
     m = models.get("nexi")
     p = {"t_ex": 1e9, "d_i": 2.4, "d_e": 0.9, "f": 0.35}
     b = ACQ.bvalues
     ref = 0.35 * gaussian.stick_spherical_mean(b, 2.4) + 0.65 * gaussian.ball(b, 0.9)
     np.testing.assert_allclose(m.signal(ACQ, p), ref, atol=1e-7)
-    # Faster exchange lowers the high-b signal (the paper's signature) and more so at longer Δ.
-    fast = np.asarray(m.signal(ACQ, dict(p, t_ex=10.0)))
+    # Exchange lowers the high-b signal (the paper's signature), more so at the longer Δ.
+    with_exchange = np.asarray(m.signal(ACQ, dict(p, t_ex=10.0)))
+    drop = np.asarray(ref) - with_exchange
     high_b = ACQ.bvalues == 3.0
-    assert np.all(fast[high_b] < np.asarray(ref)[high_b])
+    assert np.all(drop[high_b] > 0)
+    assert drop[high_b & (ACQ.Delta == 45.0)].min() > drop[high_b & (ACQ.Delta == 20.0)].max()
+    # Very fast exchange: every orientation sees the fraction-averaged tensor f d_i ξ² + (1 − f) d_e.
+    fast = m.signal(ACQ, dict(p, t_ex=1e-6))
+    ref_fast = gaussian.ball(b, 0.65 * 0.9) * gaussian.stick_spherical_mean(b, 0.35 * 2.4)
+    np.testing.assert_allclose(fast, ref_fast, rtol=1e-5)
 
 
 def test_dti_metrics(x64):
