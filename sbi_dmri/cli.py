@@ -233,7 +233,57 @@ def _run_demo(args):
 
 
 # ---------------------------------------------------------------------- entry point
-_VERBS = [_add_models, _add_simulate, _add_train, _add_fit, _add_infer, _add_demo]
+# ---------------------------------------------------------------------- simulate-library (Monte Carlo)
+def _add_simulate_library(sub):
+    p = sub.add_parser("simulate-library", help="Monte Carlo signal library (npz shards + manifest, Grain-readable)")
+    p.add_argument("--substrate", required=True, choices=["free", "cylinder", "sphere", "planes"])
+    _add_protocol_args(p)
+    p.add_argument("--range", action="append", default=[], metavar="NAME=LO,HI",
+                   help="parameter range, e.g. radius=1,8 (µm) and diffusivity=1,3 (µm²/ms); repeatable")
+    p.add_argument("--n-samples", type=int, required=True, help="number of substrates")
+    p.add_argument("--n-spins", type=int, default=10000, help="walkers per substrate")
+    p.add_argument("--dt", type=float, default=0.05, help="time step in ms")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard-size", type=int, default=256, help="samples per shard")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_run_simulate_library)
+
+
+def _run_simulate_library(args):
+    from .simulators.montecarlo.library import simulate_library
+
+    ranges = {}
+    for name, value in _parse_params(args.range).items():
+        if len(value) != 2 or value[0] > value[1]:
+            raise ValueError(f"--range {name}: expected LO,HI with LO ≤ HI, got {value}")
+        ranges[name] = tuple(value)
+    path = simulate_library(args.substrate, _acquisition_from_args(args), ranges, n_samples=args.n_samples,
+                            n_spins=args.n_spins, dt=args.dt, seed=args.seed, out_dir=args.out,
+                            shard_size=args.shard_size)
+    print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------- validate (analytic vs Monte Carlo)
+def _add_validate(sub):
+    p = sub.add_parser("validate", help="check every closed-form kernel against Monte Carlo; write compendium records")
+    p.add_argument("--quick", action="store_true", help="small spin counts (under 2 minutes on 2 cores)")
+    p.add_argument("--out", default="compendium", help="output directory for JSON records and PNG plots")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_validate)
+
+
+def _run_validate(args):
+    from .validation import validate
+
+    records = validate(quick=args.quick, out_dir=args.out, seed=args.seed)
+    for r in records:
+        print(f"{'PASS' if r['passed'] else 'FAIL'}  {r['id']}")
+    if not all(r["passed"] for r in records):
+        raise SystemExit(1)
+
+
+_VERBS = [_add_models, _add_simulate, _add_train, _add_fit, _add_infer, _add_demo, _add_simulate_library,
+          _add_validate]
 
 
 def build_parser() -> argparse.ArgumentParser:

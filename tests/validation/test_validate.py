@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from sbi_dmri.validation import check_record, validate
 
 
@@ -33,3 +35,12 @@ def test_tampered_record_fails_hash_check(tmp_path):
         assert "hash" in str(err)
     else:
         raise AssertionError("tampering went unnoticed")
+
+
+@pytest.mark.slow
+def test_karger_matches_permeable_packed_cylinders_in_its_regime(tmp_path):
+    from sbi_dmri.validation.validate import karger_records
+
+    (rec,) = karger_records(10000, 0, tmp_path)
+    check_record(rec)
+    assert rec["passed"], rec["evidence"]["rows"]
