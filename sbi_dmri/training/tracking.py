@@ -50,10 +50,10 @@ class WandbTracker(Tracker):
         super().__init__(workdir)
         import wandb  # lazy: heavy, and optional
 
-        os.environ.setdefault("WANDB_MODE", config.mode)
         self._wandb = wandb
         self._run = wandb.init(
-            project=config.project, dir=workdir, config=dict(run_config), mode=os.environ["WANDB_MODE"],
+            project=config.project, dir=workdir, config=dict(run_config),
+            mode=os.environ.get("WANDB_MODE", config.mode),
             name=os.path.basename(os.path.abspath(workdir)), resume="allow",
             id=_run_id(workdir),
         )
