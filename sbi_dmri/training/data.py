@@ -6,8 +6,12 @@
 Nothing is stored on disk: every step draws fresh parameters, protocols and noise from a key
 derived from (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 
-Scope: Monte Carlo libraries (costly signals simulated once, streamed with Grain) are not wired into
-training in this version; training uses the analytic models only.
+Scope: Monte Carlo libraries (`simulators.montecarlo.library`: npz shards + manifest, and the Grain
+source `MonteCarloLibrarySource`) are not wired into training in this version; training uses the
+analytic models only. Wiring them needs a parameter space for a substrate family's parameters
+(radius, spacing, diffusivity: not a registered `Model`), the library's fixed acquisition as a
+`FixedProtocol`, a shuffled Grain `MapDataset` batched to `training.batch_size` with noise and b0
+normalisation applied in the jitted step, and the Grain iterator state saved in the checkpoint.
 """
 
 from __future__ import annotations
