@@ -165,3 +165,24 @@ def _numeric_children(folder: str) -> list[int]:
 def _jsonable(x):
     """JSON round-trippable copy (NumPy/JAX scalars and arrays become Python numbers and lists)."""
     return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def export_checkpoint(workdir_or_folder: str, destination: str) -> str:
+    """Copy the checkpoint that `workdir_or_folder` resolves to (see `find_step_folder`) into `destination`
+    (e.g. `checkpoints/<name>/` to ship it), with its meta also as a readable `model_card.json`.
+
+    Refuses to overwrite an existing destination. Returns the destination path.
+    """
+    import shutil
+
+    source = find_step_folder(workdir_or_folder)
+    if os.path.exists(destination):
+        raise FileExistsError(f"{destination} exists; remove it first or choose another name")
+    tmp = destination.rstrip("/") + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    with open(os.path.join(tmp, "model_card.json"), "w", encoding="utf-8") as fh:
+        json.dump(read_meta(source), fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, destination)  # all or nothing
+    return destination

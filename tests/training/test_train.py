@@ -108,6 +108,21 @@ def test_resumes_after_kill_9_and_matches_the_uninterrupted_run(reference, child
         np.testing.assert_array_equal(a, b)
 
 
+def test_export_copies_the_final_checkpoint_with_a_model_card(reference, tmp_path):
+    from sbi_dmri.pretrained import resolve_checkpoint
+    from sbi_dmri.training.checkpoint import export_checkpoint
+
+    workdir, _ = reference
+    dest = export_checkpoint(str(workdir), str(tmp_path / "tiny_ball_stick"))
+    assert resolve_checkpoint(dest) == dest
+    card = json.load(open(os.path.join(dest, "model_card.json")))
+    assert card == read_meta(dest) and "diagnostics" in card
+    for a, b in zip(_weights(dest), _weights(find_step_folder(str(workdir)))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileExistsError):
+        export_checkpoint(str(workdir), dest)
+
+
 def test_workdir_of_another_run_is_refused(reference):
     from sbi_dmri.training.loop import train_and_evaluate
 
