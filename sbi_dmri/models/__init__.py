@@ -19,3 +19,4 @@ from .registry import register as register
 from . import gaussian  # noqa: E402,F401
 from . import tissue  # noqa: E402,F401
 from . import dispersed  # noqa: E402,F401
+from . import restricted  # noqa: E402,F401
