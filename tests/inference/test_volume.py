@@ -1,0 +1,161 @@
+"""infer_volume on a small phantom with the shipped ball_stick network: maps, geometry, bounds, NaN voxels,
+protocol refusal, all-or-nothing output, and no recompilation per chunk."""
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from sbi_dmri import models
+from sbi_dmri.inference import engine
+from sbi_dmri.inference import infer_volume
+from sbi_dmri.phantom import make_phantom
+from sbi_dmri.protocols import load_protocol
+
+SHIPPED = os.path.join(os.path.dirname(__file__), "..", "..", "checkpoints", "ball_stick")
+pytestmark = pytest.mark.skipif(not os.path.isdir(SHIPPED), reason="shipped checkpoints/ball_stick missing")
+
+CHUNK = 8  # the 16-voxel phantom runs as 2 chunks
+SAMPLES = 40
+
+
+@pytest.fixture(scope="module")
+def net():
+    from sbi_dmri.pretrained import load_pretrained
+
+    return load_pretrained("ball_stick")
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory):
+    """A 6 × 6 × 1 phantom (16 voxels in the mask) on hcp_3shell, SNR 50; one copy with a NaN voxel."""
+    acq = load_protocol("hcp_3shell")
+    ph = make_phantom(models.get("ball_stick"), acq, shape=(6, 6, 1), snr=50.0, seed=3)
+    clean = ph.write(str(tmp_path_factory.mktemp("clean")))
+    bad = ph.signals.copy()
+    bad[2, 3, 0, 7] = np.nan
+    broken = dict(clean)
+    broken["dwi"] = str(tmp_path_factory.mktemp("nan") / "dwi.nii.gz")
+    nib.save(nib.Nifti1Image(bad, nib.load(clean["dwi"]).affine), broken["dwi"])
+    return ph, clean, broken, (float(acq.delta[0]), float(acq.Delta[0]))
+
+
+def _run(net, files, timing, out, **kw):
+    return infer_volume(net, files["dwi"], files["bval"], files["bvec"], mask=files["mask"], delta=timing[0],
+                        Delta=timing[1], out_dir=str(out), chunk_size=CHUNK, progress=False, **kw)
+
+
+def _load(out, name):
+    img = nib.load(os.path.join(out, f"{name}.nii.gz"))
+    return img, np.asarray(img.dataobj)
+
+
+@pytest.fixture(scope="module")
+def runs(net, phantom_files, tmp_path_factory):
+    ph, clean, broken, timing = phantom_files
+    before = engine.TRACES["posterior"]
+    out_clean, out_nan = tmp_path_factory.mktemp("out_clean"), tmp_path_factory.mktemp("out_nan")
+    s_clean = _run(net, clean, timing, out_clean, samples=SAMPLES)
+    s_nan = _run(net, broken, timing, out_nan, samples=SAMPLES)
+    traces = engine.TRACES["posterior"] - before
+    return ph, out_clean, out_nan, s_clean, s_nan, traces
+
+
+def test_all_maps_written_with_the_reference_geometry_and_inside_the_prior(net, runs):
+    ph, out, _, summary, _, traces = runs
+    assert summary["n_voxels"] == 2 * CHUNK
+    assert traces == 1  # two volumes × two chunks each, one compilation
+    expected = {f"{p}_{k}" for p in net.parameter_names for k in ("mean", "std", "q025", "q975", "width_ratio")}
+    expected |= {"trust_khat", "trust_flag"}
+    assert {f[: -len(".nii.gz")] for f in os.listdir(out)} == expected
+    mask = ph.mask
+    bounds = net.space.model.bounds
+    for p in net.parameter_names:
+        img, mean = _load(out, f"{p}_mean")
+        assert img.shape[:3] == mask.shape
+        np.testing.assert_allclose(img.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+        assert np.all(np.isnan(mean[~mask]))
+        _, lo = _load(out, f"{p}_q025")
+        _, hi = _load(out, f"{p}_q975")
+        _, sd = _load(out, f"{p}_std")
+        assert np.all(lo[mask] <= hi[mask]) and np.all(sd[mask] >= 0)
+        if p == "orientation":
+            assert img.shape == mask.shape + (3,)
+            np.testing.assert_allclose(np.linalg.norm(mean[mask], axis=-1), 1.0, atol=1e-4)
+            assert np.all(hi[mask] <= 90.0)  # angles in degrees
+        else:
+            b_lo, b_hi = bounds[p]
+            assert np.all(lo[mask] >= b_lo) and np.all(hi[mask] <= b_hi)
+            assert np.all((mean[mask] >= b_lo) & (mean[mask] <= b_hi))
+    # the network recovers the phantom: f_stick within a few hundredths, tract axes within a few degrees
+    _, f = _load(out, "f_stick_mean")
+    assert np.sqrt(np.mean((f[mask] - ph.truth["f_stick"][mask]) ** 2)) < 0.08
+    _, n = _load(out, "orientation_mean")
+    tract = mask & (ph.truth["f_stick"] > 0.4)
+    cos = np.abs(np.sum(n[tract] * ph.truth["orientation"][tract], axis=-1))
+    assert np.median(np.degrees(np.arccos(np.clip(cos, 0, 1)))) < 10.0
+    # f_stick is informed by the data (narrow posterior), the width ratio says so
+    _, wr = _load(out, "f_stick_width_ratio")
+    assert np.median(wr[mask]) < 0.5
+
+
+def test_nan_voxel_gives_nan_maps_and_a_flag_and_leaves_the_others_unchanged(net, runs):
+    ph, out_clean, out_nan, _, s_nan, _ = runs
+    assert s_nan["n_unusable"] == 1
+    _, flag = _load(out_nan, "trust_flag")
+    assert flag[2, 3, 0] == 2
+    others = ph.mask.copy()
+    others[2, 3, 0] = False
+    assert np.all(np.isin(flag[others], [0, 1]))
+    for name in [f"{p}_{k}" for p in net.parameter_names for k in ("mean", "std", "q025", "q975")] + ["trust_khat"]:
+        _, a = _load(out_nan, name)
+        _, b = _load(out_clean, name)
+        assert np.all(np.isnan(a[2, 3, 0]))
+        np.testing.assert_array_equal(a[others], b[others])  # same chunk positions, same draws
+
+
+def test_protocol_outside_the_family_is_refused_unless_forced(net, tmp_path):
+    acq = load_protocol("clinical_2shell")  # 2 shells: the network was trained on 3
+    ph = make_phantom(models.get("ball_stick"), acq, shape=(4, 4, 1), snr=30.0)
+    files = ph.write(str(tmp_path / "data"))
+    out = tmp_path / "maps"
+    with pytest.raises(ValueError, match="outside the network's training protocol family.*force"):
+        _run(net, files, (20.0, 35.0), out, samples=0)
+    assert not out.exists()
+    s = _run(net, files, (20.0, 35.0), out, samples=0, force=True)
+    assert s["warnings"] and "forced" in s["warnings"][0]
+    assert os.path.exists(os.path.join(out, "f_stick_mean.nii.gz"))
+
+
+def test_an_error_mid_way_leaves_no_files(net, phantom_files, tmp_path, monkeypatch):
+    from sbi_dmri.diagnostics import importance
+
+    _, clean, _, timing = phantom_files
+    calls = {"n": 0}
+    real = importance.pareto_khat
+
+    def fail_on_second_chunk(lw, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk on fire")
+        return real(lw, **kw)
+
+    monkeypatch.setattr(importance, "pareto_khat", fail_on_second_chunk)
+    out = tmp_path / "maps"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _run(net, clean, timing, out, samples=SAMPLES)
+    assert calls["n"] == 2 and os.listdir(out) == []
+
+
+def test_cli_refuses_an_out_of_family_protocol_in_one_line(tmp_path, capsys):
+    from sbi_dmri.cli import main
+
+    ph = make_phantom(models.get("ball_stick"), load_protocol("clinical_2shell"), shape=(3, 3, 1), snr=30.0)
+    f = ph.write(str(tmp_path / "data"))
+    rc = main(["infer", "--model", "ball_stick", "--dwi", f["dwi"], "--bval", f["bval"], "--bvec", f["bvec"],
+               "--delta", "20", "--Delta", "35", "--out", str(tmp_path / "maps")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("sbi-dmri: error: acquisition outside") and "--force" in err
+    assert not (tmp_path / "maps").exists()
