@@ -26,6 +26,8 @@ from ..registry import register
 
 
 def _nexi_signal(acq, t_ex, d_i, d_e, f):
+    if acq.is_waveform:
+        raise ValueError("nexi needs PGSE diffusion times Δ (narrow-pulse Kärger); this acquisition is a free waveform")
     k_ie, k_ei = exchange.rates_from_exchange_time(f, t_ex)
     return exchange.karger_powder_stick(acq.bvalues, acq.Delta, d_i, d_e, f, k_ie, k_ei)
 
