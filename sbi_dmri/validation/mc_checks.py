@@ -6,6 +6,8 @@ tests and by `validate` to write compendium records.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..acquisition import Acquisition
@@ -64,8 +66,6 @@ def step_convergence(step_over_radius=(0.98, 0.69, 0.49, 0.31), *, n_spins=10000
     rows = []
     for ratio in step_over_radius:
         dt = (ratio * R) ** 2 / (6 * D)
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # coarse steps on purpose
             r = simulate(Cylinder(R), acq, diffusivity=D, n_spins=n_spins, dt=dt, key=seed)
@@ -83,8 +83,6 @@ def karger_check(kappas=(0.005, 0.01, 0.03), *, radius=4.0, volume_fraction=0.6,
     comparison tests the exchange part of the model only. Returns per-κ rows with k·Δ (the exchange
     parameter κ t_d of PHYSICS.md read as k_in→out·Δ), MC, Kärger, |ΔS| and MC standard errors.
     """
-    import warnings
-
     from ..kernels.exchange import karger
     from ..simulators.montecarlo import PackedCylinders
 

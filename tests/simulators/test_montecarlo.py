@@ -5,7 +5,6 @@ import pytest
 
 from sbi_dmri.acquisition import Acquisition
 from sbi_dmri.simulators.montecarlo import Cylinder, Free, Sphere, simulate
-from sbi_dmri.simulators.montecarlo import simulate as simulate_module  # noqa: F401
 from sbi_dmri.simulators.montecarlo.simulate import TRACE_COUNT
 from sbi_dmri.validation.references import MISST_B, misst_signal
 

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -67,6 +68,7 @@ def simulate_library(substrate_family: str, acquisition: Acquisition, ranges: di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    base_key = jax.random.key(seed)  # sample i walks with fold_in(key(seed), i)
     params = np.stack([rng.uniform(*ranges[n], size=n_samples) for n in names], axis=1)
     shards, n_steps = [], None
     for s0 in tqdm(range(0, n_samples, shard_size), desc="MC library shards", disable=not progress):
@@ -75,7 +77,7 @@ def simulate_library(substrate_family: str, acquisition: Acquisition, ranges: di
         for i in rows:
             p = dict(zip(names, params[i]))
             r = simulate(build(p), acquisition, diffusivity=float(p["diffusivity"]), n_spins=n_spins, dt=dt,
-                         key=int(seed) * 1_000_003 + i)
+                         key=jax.random.fold_in(base_key, i))
             sig.append(r.signal)
             se.append(r.stderr)
             n_steps = r.n_steps
