@@ -84,7 +84,10 @@ def main():
     args = ap.parse_args()
     acq = load_protocol("hcp_3shell")
     rng = np.random.default_rng(0)
-    rows = []
+    print(f"# {jax.device_count()} {jax.devices()[0].platform} device(s); hcp_3shell (96 meas.), SNR 50 Rician, "
+          f"{args.voxels} voxels, median of {args.repeats}")
+    print(f"{'model':<11} {'method':<30} {'vox/s':>8}  {'conv':>5}  RMSE per parameter / median axis error")
+    rows = _Rows()
     for name in args.models.split(","):
         if name not in models.available():
             print(f"# {name}: not registered, skipped")
@@ -110,12 +113,16 @@ def main():
             rows.append((name, f"scipy TRF 4-start ({k} vox)", k / dt, errors(ref, sub), float("nan")))
             rows.append((name, f"optimistix LM, same {k} vox", float("nan"),
                          errors({kk: v[:k] for kk, v in r.params.items()}, sub), float("nan")))
-    print(f"# {jax.device_count()} {jax.devices()[0].platform} device(s); hcp_3shell (96 meas.), SNR 50 Rician, "
-          f"{args.voxels} voxels, median of {args.repeats}")
-    print(f"{'model':<11} {'method':<30} {'vox/s':>8}  {'conv':>5}  RMSE per parameter / median axis error")
-    for name, method, vps, err, conv in rows:
+
+
+class _Rows(list):
+    """Prints each row as soon as it is measured (a long run that is cut short keeps its figures)."""
+
+    def append(self, row):
+        name, method, vps, err, conv = row
         e = ", ".join(f"{k} {v:.4f}" if "°" not in k else f"{k} {v:.2f}" for k, v in err.items())
-        print(f"{name:<11} {method:<30} {vps:8.0f}  {conv:5.3f}  {e}")
+        print(f"{name:<11} {method:<30} {vps:8.0f}  {conv:5.3f}  {e}", flush=True)
+        super().append(row)
 
 
 if __name__ == "__main__":
