@@ -222,7 +222,7 @@ def validate(quick: bool = True, out_dir="compendium", seed: int = 0) -> list[di
                    n_gpd=10000, deltas=[1.0, 30.0], b_grid=np.linspace(0.1, 3.0, 6), n_mitra=10000,
                    n_slab=30000, n_conv=10000, step_ratios=(0.98, 0.31))
     else:
-        cfg = dict(n_small=100000, n_misst=100000, dt_misst=0.1, misst_index=np.arange(100),
+        cfg = dict(n_small=100000, n_misst=100000, dt_misst=0.05, misst_index=np.arange(100),
                    n_gpd=100000, deltas=[1.0, 5.0, 15.0, 30.0], b_grid=np.linspace(0.1, 3.0, 30),
                    n_mitra=100000, n_slab=200000, n_conv=400000, step_ratios=(0.98, 0.69, 0.49, 0.31), n_karger=10000)
     records = [_free_record(cfg, seed)]

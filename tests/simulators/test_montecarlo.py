@@ -51,7 +51,7 @@ def test_misst_subset_default_run(geometry, delta):
 def test_misst_full_1e5_spins(geometry, delta):
     ref = misst_signal(geometry, delta)
     sub = Cylinder(5.0) if geometry == "cylinder" else Sphere(5.0)
-    r = simulate(sub, _pgse(MISST_B, float(delta), 40.0), diffusivity=2.0, n_spins=100000, dt=0.1, key=3)
+    r = simulate(sub, _pgse(MISST_B, float(delta), 40.0), diffusivity=2.0, n_spins=100000, dt=0.05, key=3)
     # Curve-level standard error (≈ 2e-3 at 1e5 spins, PHYSICS.md); per point at b → 0 the SE → 0
     # and the step-size bias (~1e-4 at step/R = 0.22) would dominate.
     se = np.max(r.stderr)
