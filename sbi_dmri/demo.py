@@ -161,14 +161,15 @@ def plot_demo(path, truth: dict, net: dict, nlls: dict, mask: np.ndarray) -> str
             fig.colorbar(im, ax=axes[r, c], shrink=0.8)
     w_true = truth["f_stick"][:, :, z]
     for c, (rgb, title) in enumerate([
-        (_orientation_rgb(truth["orientation"][:, :, z], w_true), "orientation: truth"),
-        (_orientation_rgb(net["orientation_mean"][:, :, z], net["f_stick_mean"][:, :, z]), "orientation: network"),
-        (_orientation_rgb(nlls["orientation"][:, :, z], nlls["f_stick"][:, :, z]), "orientation: NLLS"),
+        (_orientation_rgb(truth["orientation"][:, :, z], w_true), "axis: truth"),
+        (_orientation_rgb(net["orientation_mean"][:, :, z], net["f_stick_mean"][:, :, z]), "axis: network mean"),
+        (_orientation_rgb(nlls["orientation"][:, :, z], nlls["f_stick"][:, :, z]), "axis: NLLS"),
     ]):
         axes[3, c].imshow(np.transpose(rgb, (1, 0, 2)), origin="lower")
-        axes[3, c].set_title(f"{title} (RGB=|xyz|·f_stick)")
+        axes[3, c].set_title(title)
     im = axes[3, 3].imshow(net["orientation_std"][:, :, z].T, origin="lower", cmap="magma")
-    axes[3, 3].set_title("orientation: network sd (°)")
+    axes[3, 3].set_title("axis: network sd (°)")
+    fig.suptitle("middle slice; axis colour maps: RGB = |x|, |y|, |z| of the axis × f_stick")
     fig.colorbar(im, ax=axes[3, 3], shrink=0.8)
     for a in axes.flat:
         a.set_xticks([])
