@@ -65,6 +65,7 @@ class VoxelMaps:
         sigma: (V,) σ of S/S0 used in the likelihood (NaN when not run).
         seconds: wall time of the chunk loop (network + summaries + trust), excluding compilation
             of the first chunk only if `warmup` was requested.
+        notes: how σ was chosen for the trust likelihood, or why the trust check was skipped.
     """
 
     mean: dict
