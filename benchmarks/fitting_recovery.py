@@ -67,6 +67,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--voxels", type=int, default=200)
     ap.add_argument("--models", default="ball_stick,noddi,sandi,axcaliber")
+    ap.add_argument("--n-starts", type=int, default=2)
+    ap.add_argument("--n-candidates", type=int, default=128)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"{'model':<11} {'recovered':>9}  {'converged':>9}  {'s':>6}  worst relative error per parameter")
@@ -75,7 +77,7 @@ def main():
         truth = truths(m, args.voxels, rng)
         y = np.asarray(jax.vmap(m.signal, in_axes=(None, 0))(acq, {k: jnp.asarray(v) for k, v in truth.items()}))
         t = time.perf_counter()
-        r = fit_nlls(m, acq, y, s0=None, progress=False)
+        r = fit_nlls(m, acq, y, s0=None, progress=False, n_starts=args.n_starts, n_candidates=args.n_candidates)
         dt = time.perf_counter() - t
         ok = np.ones(args.voxels, bool)
         worst = {}

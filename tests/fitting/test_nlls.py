@@ -124,7 +124,7 @@ def test_s0_fitted_without_b0(x64):
     acq = Acquisition.pgse(np.array([0.5, 1.0, 2.0, 3.0]), np.tile([[1.0, 0.0, 0.0]], (4, 1)), delta=10, Delta=40)
     d = np.array([0.3, 1.0, 2.0, 3.0])
     y = np.array([[137.0], [80.0], [12.0], [1000.0]]) * simulate(m, acq, {"d_iso": d})
-    with pytest.raises(ValueError, match="no b"):
+    with pytest.raises(ValueError, match="needs b ≈ 0"):
         fit_nlls(m, acq, y, s0="b0", progress=False)
     r = fit_nlls(m, acq, y, s0="fit", progress=False)
     np.testing.assert_allclose(r.params["d_iso"], d, rtol=1e-6)
