@@ -46,29 +46,37 @@ def dti_design(acquisition: Acquisition, max_b: float = DTI_MAX_B) -> np.ndarray
     return None
 
 
-def dti_principal_axes(pinv: jax.Array, signals: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Principal and second eigenvectors (V, 3) of the log-linear tensor fit of normalised `signals` (V, n)."""
+def dti_principal_axes(pinv: jax.Array, signals: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Eigenvectors (V, 3), largest eigenvalue first, of the log-linear tensor fit of normalised `signals` (V, n)."""
     coef = jnp.log(jnp.maximum(signals, _LOG_FLOOR)) @ pinv.T  # (V, 7)
     dxx, dyy, dzz, dxy, dxz, dyz = (coef[:, i] for i in range(1, 7))
     D = jnp.stack([jnp.stack([dxx, dxy, dxz], -1), jnp.stack([dxy, dyy, dyz], -1),
                    jnp.stack([dxz, dyz, dzz], -1)], axis=-2)
     _, vecs = jnp.linalg.eigh(D)  # ascending eigenvalues
-    return vecs[..., :, 2], vecs[..., :, 1]
+    return vecs[..., :, 2], vecs[..., :, 1], vecs[..., :, 0]
 
 
-def axis_centres(prior: Prior, pinv: jax.Array | None, signals: jax.Array) -> dict[str, jax.Array]:
-    """Chart centre (V, 3) for every axis of `prior`: the tensor's principal eigenvector for the
-    first axis, its second eigenvector for a second one, the pole ẑ when no tensor is available."""
+def axis_centres(prior: Prior, pinv: jax.Array | None, signals: jax.Array):
+    """Chart centres (V, 3) for every axis of `prior`, and an alternative set.
+
+    Centres: the tensor's principal eigenvector for the first axis, its second eigenvector for a
+    second one, the pole ẑ when no tensor is available. Alternative: the same, but the first axis at
+    the tensor's smallest eigenvector, which is the fibre axis when the signal around it is oblate
+    (a zeppelin with d_perp > d_par, allowed by e.g. AxCaliber's prior). Both are scored.
+    """
     names = chart.axis_names(prior)
     if not names:
-        return {}
+        return {}, {}
     n_vox = signals.shape[0]
     if pinv is None:
         pole = jnp.zeros((n_vox, 3), signals.dtype).at[:, 2].set(1.0)
-        return {n: pole for n in names}
-    e1, e2 = dti_principal_axes(pinv, signals)
+        return {n: pole for n in names}, {n: pole for n in names}
+    e1, e2, e3 = dti_principal_axes(pinv, signals)
     seeds = [e1, e2]
-    return {n: chart.canonical_axis(seeds[min(i, 1)]) for i, n in enumerate(names)}
+    centres = {n: chart.canonical_axis(seeds[min(i, 1)]) for i, n in enumerate(names)}
+    alternative = dict(centres)
+    alternative[names[0]] = chart.canonical_axis(e3)
+    return centres, alternative
 
 
 def candidate_points(prior: Prior, n: int, key) -> jax.Array:

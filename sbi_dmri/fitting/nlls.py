@@ -283,9 +283,9 @@ def _lm_first(opts: _Options, acquisition, pinv, z_cand, y, budget):
     """Tensor seeds, brute force over `z_cand`, then LM from the best `n_starts`; y (C, n_meas)."""
     TRACE_COUNT["chunk"] += 1
     prior = opts.prior
-    centres = axis_centres(prior, pinv, y)
+    centres, alternative = axis_centres(prior, pinv, y)
 
-    def voxel(yv, cv):
+    def score(yv, cv):
         e_cand = jax.vmap(lambda z: opts.model.signal(acquisition, chart.from_unconstrained(prior, z, cv)[0]))(z_cand)
         if opts.fit_s0:
             # Best scale of each candidate in closed form: S0 = ⟨y, E⟩ / ⟨E, E⟩.
@@ -295,15 +295,23 @@ def _lm_first(opts: _Options, acquisition, pinv, z_cand, y, budget):
             sse = jnp.sum((yv[None, :] - scale[:, None] * e_cand) ** 2, axis=1)
         else:
             z_start, sse = z_cand, jnp.sum((yv[None, :] - e_cand) ** 2, axis=1)
-        sse = jnp.where(jnp.isfinite(sse), sse, jnp.inf)
+        return z_start, jnp.where(jnp.isfinite(sse), sse, jnp.inf)
+
+    def voxel(yv, cv, av):
+        z_start, sse = score(yv, cv)
+        if cv:  # models with an axis: keep the better of the two axis seeds
+            z_alt, sse_alt = score(yv, av)
+            use_alt = jnp.min(sse_alt) < jnp.min(sse)
+            cv = jax.tree.map(lambda a, b: jnp.where(use_alt, b, a), cv, av)
+            z_start, sse = jnp.where(use_alt, z_alt, z_start), jnp.where(use_alt, sse_alt, sse)
         _, best = jax.lax.top_k(-sse, opts.n_starts)
         res = jax.vmap(lambda z0: _lm(opts, acquisition, yv, z0, cv, budget))(z_start[best])
         i = jnp.argmin(res["loss"])
-        return jax.tree.map(lambda v: v[i], res)
+        res = jax.tree.map(lambda v: v[i], res)
+        res["centres"] = cv
+        return res
 
-    out = jax.vmap(voxel)(y, centres)
-    out["centres"] = centres
-    return out
+    return jax.vmap(voxel)(y, centres, alternative)
 
 
 @jax.jit(static_argnums=(0, 5))
