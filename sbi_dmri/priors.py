@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln
 
 Params = dict[str, jax.Array]
 
@@ -150,7 +149,8 @@ class Dirichlet(Factor):
             raise ValueError(f"Dirichlet over {names} needs {len(names) + 1} positive concentrations, got {alpha}")
         self.names, self.dim = names, len(names)
         self.alpha = alpha
-        self._log_norm = float(gammaln(alpha.sum()) - gammaln(alpha).sum())
+        # Plain Python: a prior may be built while tracing, where float() of a JAX value fails.
+        self._log_norm = math.lgamma(float(alpha.sum())) - sum(math.lgamma(float(a)) for a in alpha)
 
     def _all(self, params):
         free = jnp.stack([params[n] for n in self.names], axis=-1)
