@@ -84,3 +84,14 @@ def test_bad_priors_are_refused():
         Dirichlet(["a"], alpha=[1.0, -1.0])
     with pytest.raises(ValueError, match="more than one"):
         Prior([Uniform("x", 0, 1), Uniform("x", 0, 2)])
+
+
+def test_dirichlet_density_against_scipy_and_buildable_while_tracing():
+    from scipy import stats
+
+    d = Dirichlet(["a", "b"], alpha=[2.0, 3.0, 5.0])
+    lp = float(d.log_prob({"a": jnp.array(0.2), "b": jnp.array(0.3)}))
+    assert lp == pytest.approx(stats.dirichlet.logpdf([0.2, 0.3, 0.5], [2, 3, 5]), rel=1e-5)
+    # Models rebuild their prior on access, sometimes inside jit: construction must not need concrete values.
+    f = jax.jit(lambda z: Prior([Dirichlet(["a", "b"], alpha=[2.0, 3.0, 5.0])]).log_prob_unconstrained(z))
+    assert np.isfinite(float(f(jnp.zeros(2))))
