@@ -1,7 +1,7 @@
 """Amortized inference networks (Flax NNX): protocol features, parameter space, set/MLP encoders,
 conditional normalizing flows, the AmortizedPosterior with its point head, and the Posterior API.
 
-Contract with `sbi_dmri.training`: /work/helper_ctx/NETWORK_INTERFACE.md (shared/ docs).
+Contract with `sbi_dmri.training` and `sbi_dmri.inference`: docs/network_contract.md.
 """
 
 from .amortized import AmortizedPosterior as AmortizedPosterior

@@ -1,6 +1,7 @@
 """Reference values the Monte Carlo is checked against, independent of the package's kernels.
 
-- MISST matrix-formalism signals (`/work/shared/data/misst`, or `SBI_DMRI_MISST_DIR`).
+- MISST matrix-formalism signals: `$SBI_DMRI_MISST_DIR`, else `shared/data/misst` beside the repository
+  (where the project's shared specification lives), else `/work/shared/data/misst`.
 - The permeable slab stack: exact eigenmodes of the alternating (even/odd slab) mode,
   λ tan(λL/2) = 2κ/D, and the exact population difference p(t) for walkers starting uniformly
   in the even slabs.
@@ -15,7 +16,19 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq
 
-MISST_DIR = Path(os.environ.get("SBI_DMRI_MISST_DIR", "/work/shared/data/misst"))
+
+
+def _find_misst_dir() -> Path:
+    if os.environ.get("SBI_DMRI_MISST_DIR"):
+        return Path(os.environ["SBI_DMRI_MISST_DIR"])
+    beside_repo = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "misst"
+    for candidate in (beside_repo, Path("/work/shared/data/misst")):
+        if candidate.is_dir():
+            return candidate
+    return beside_repo  # missing: misst_signal's error names the place it looked
+
+
+MISST_DIR = _find_misst_dir()
 #: The MISST b grid: numpy.linspace(1, 3e9, 100) s/m², in ms/µm².
 MISST_B = np.linspace(1.0, 3e9, 100) * 1e-9
 MISST_SETTINGS = {"diffusivity": 2.0, "radius": 5.0, "Delta": 40.0}

@@ -1,19 +1,15 @@
 """GPD against the exact matrix-formalism signals (MISST) of data/misst/ (PHYSICS.md tolerances)."""
 
-import pathlib
-
 import jax
 import numpy as np
 import pytest
 
 from sbi_dmri.kernels import cylinder as cyl
 from sbi_dmri.kernels import sphere
-
-MISST = pathlib.Path("/work/shared/data/misst")
+from sbi_dmri.validation.references import MISST_DIR as MISST
 B = np.linspace(1.0, 3e9, 100) * 1e-9  # s/m² → ms/µm²
 R, D, DELTA_BIG = 5.0, 2.0, 40.0
 
-pytestmark = pytest.mark.skipif(not MISST.is_dir(), reason="MISST reference data not available")
 
 
 def gpd_signal(geometry, delta):
