@@ -21,7 +21,6 @@ Exact rules (see each module for the reasoning):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,27 +29,11 @@ from sbi_dmri.diagnostics.coverage import DEFAULT_LEVELS, coverage_gate, expecte
 from sbi_dmri.diagnostics.recovery import posterior_prior_width_ratio, recovery_table
 from sbi_dmri.diagnostics.sbc import sbc_gate, sbc_ks_test, sbc_ranks
 from sbi_dmri.diagnostics.tarp import tarp, tarp_gate
+from sbi_dmri.serialization import to_jsonable as to_json
 
 MIN_SIMS, MIN_DRAWS = 1000, 100
 C2ST_MAX, C2ST_MIN_VOXELS = 0.60, 20
 KHAT_FLAG = 0.7
-
-
-def to_json(value):
-    """Recursively convert NumPy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def _by_name(names, values):

@@ -15,29 +15,12 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from .. import __version__
+from ..serialization import to_jsonable
 
 REQUIRED_FIELDS = ("id", "claim", "model", "kernel", "assumptions", "scope", "evidence", "passed",
                    "dependencies", "package_version", "hash")
-
-
-def to_jsonable(x):
-    """NumPy scalars/arrays to plain Python; non-finite floats to None (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    return x
 
 
 def canonical_json(record: dict) -> str:
