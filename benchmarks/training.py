@@ -82,7 +82,7 @@ def main():
     config = load_config(args.config, args.overrides)
     print(f"# {args.config} {' '.join(args.overrides)} on {jax.devices()[0].platform} x{len(jax.devices())}")
     r = throughput(config, args.steps, args.repeats)
-    print(f"| quantity | value |\n|---|---|")
+    print("| quantity | value |\n|---|---|")
     print(f"| batch size / padded measurements | {r['batch']} / {r['M_max']} |")
     print(f"| compile: simulation / train step (s) | {r['compile_sim_s']:.1f} / {r['compile_step_s']:.1f} |")
     print(f"| simulation only, samples/s (median of {args.repeats}) | {r['simulation_samples_per_s']:,.0f} |")

@@ -157,7 +157,7 @@ def build_protocol(config: ProtocolConfig) -> Protocol:
     else:
         acq = Acquisition.from_fsl(config.bval, config.bvec, delta=config.delta[0], Delta=config.Delta[0])
     if not np.any(acq.b0_mask):
-        raise ValueError(f"the fixed protocol has no b=0 measurement; signals are normalised by the mean b0")
+        raise ValueError("the fixed protocol has no b=0 measurement; signals are normalised by the mean b0")
     return FixedProtocol(acq)
 
 

@@ -87,7 +87,7 @@ def _free_record(cfg, seed):
 
 def _misst_and_gpd(cfg, seed, out_dir):
     """MC vs MISST for the four curves (MC validation), then GPD vs MC departure grids."""
-    records, mc_cache = [], {}
+    records = []
     D, R, Delta = MISST_SETTINGS["diffusivity"], MISST_SETTINGS["radius"], MISST_SETTINGS["Delta"]
     idx = cfg["misst_index"]
     for geometry in ("cylinder", "sphere"):
