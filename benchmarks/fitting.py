@@ -14,10 +14,11 @@ import time
 
 import jax
 import numpy as np
-from scipy.optimize import least_squares
 
 from sbi_dmri import models
+from sbi_dmri.diagnostics.recovery import angular_error_deg
 from sbi_dmri.fitting import fit_nlls
+from sbi_dmri.fitting.scipy_reference import scipy_ball_stick_fit
 from sbi_dmri.noise import add_noise
 from sbi_dmri.protocols import load_protocol
 
@@ -36,43 +37,10 @@ def truths(model, n, rng):
     return out
 
 
-def angle_deg(a, b):
-    return np.degrees(np.arccos(np.clip(np.abs(np.sum(a * b, axis=-1)), 0, 1)))
-
-
 def errors(est, truth):
     out = {k: float(np.sqrt(np.nanmean((est[k] - truth[k]) ** 2))) for k in truth if k != "orientation"}
-    out["axis median °"] = float(np.nanmedian(angle_deg(est["orientation"], truth["orientation"])))
+    out["axis median °"] = float(np.nanmedian(angular_error_deg(est["orientation"], truth["orientation"])))
     return out
-
-
-def scipy_ball_stick(acq, y, n_random_starts=3, seed=0):
-    """Reference: bounded TRF in spherical angles, from the tensor's eigenvector and random starts."""
-    b, g = acq.bvalues, acq.directions
-    rng = np.random.default_rng(seed)
-    low = b <= 1.5
-    X = np.stack([np.ones(low.sum()), *(-b[low] * g[low, i] * g[low, j] * (1 if i == j else 2)
-                                         for i, j in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)))], axis=1)
-
-    def model(p):
-        th, ph, dpar, diso, f = p
-        n = np.array([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
-        return f * np.exp(-b * dpar * (g @ n) ** 2) + (1 - f) * np.exp(-b * diso)
-
-    bounds = ([-np.inf, -np.inf, 0.1, 0.1, 0.0], [np.inf, np.inf, 3.0, 3.0, 1.0])
-    out = []
-    for yv in y:
-        c = np.linalg.lstsq(X, np.log(np.maximum(yv[low], 1e-3)), rcond=None)[0]
-        e1 = np.linalg.eigh(np.array([[c[1], c[4], c[5]], [c[4], c[2], c[6]], [c[5], c[6], c[3]]]))[1][:, 2]
-        th0, ph0 = np.arccos(np.clip(e1[2], -1, 1)), np.arctan2(e1[1], e1[0])
-        starts = [[th0, ph0, 1.7, 1.0, 0.5]] + [
-            [th0, ph0, *rng.uniform([0.2, 0.2, 0.05], [2.9, 2.9, 0.95])] for _ in range(n_random_starts)]
-        fits = [least_squares(lambda p: model(p) - yv, s, bounds=bounds, method="trf", x_scale="jac")
-                for s in starts]
-        th, ph, *rest = min(fits, key=lambda f: f.cost).x
-        out.append([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th), *rest])
-    out = np.array(out)
-    return {"orientation": out[:, :3], "d_par": out[:, 3], "d_iso": out[:, 4], "f_stick": out[:, 5]}
 
 
 def main():
@@ -107,7 +75,7 @@ def main():
         if name == "ball_stick" and args.scipy_voxels:
             k = args.scipy_voxels
             t = time.perf_counter()
-            ref = scipy_ball_stick(acq, y[:k] / y[:k, acq.b0_mask].mean(1, keepdims=True))
+            ref = scipy_ball_stick_fit(acq, y[:k] / y[:k, acq.b0_mask].mean(1, keepdims=True))
             dt = time.perf_counter() - t
             sub = {kk: v[:k] for kk, v in truth.items()}
             rows.append((name, f"scipy TRF 4-start ({k} vox)", k / dt, errors(ref, sub), float("nan")))

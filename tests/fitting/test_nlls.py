@@ -4,11 +4,11 @@ skipped voxels, Rician bias, S0 fitting, and no recompilation across chunks."""
 import jax
 import numpy as np
 import pytest
-from scipy.optimize import least_squares
 
 from sbi_dmri import models
 from sbi_dmri.acquisition import Acquisition
 from sbi_dmri.fitting import fit_nlls, nlls
+from sbi_dmri.fitting.scipy_reference import scipy_ball_stick_fit
 from sbi_dmri.noise import add_noise
 
 from .helpers import angle_deg, ball_stick_truths, three_shell
@@ -52,37 +52,6 @@ def test_empty_mask_and_bad_shapes():
         fit_nlls(m, acq, y[:, :-1], progress=False)
 
 
-def _scipy_reference(acq, y, n_random_starts=3, seed=0):
-    """Careful scipy fit: bounded TRF, spherical angles, starts at the tensor's eigenvector + random."""
-    b, g = acq.bvalues, acq.directions
-    rng = np.random.default_rng(seed)
-    low = b <= 1.5
-    X = np.stack([np.ones(low.sum()), *(-b[low] * g[low, i] * g[low, j] * (1 if i == j else 2)
-                                         for i, j in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)))], axis=1)
-
-    def model(p):
-        th, ph, dpar, diso, f = p
-        n = np.array([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
-        return f * np.exp(-b * dpar * (g @ n) ** 2) + (1 - f) * np.exp(-b * diso)
-
-    lo, hi = [-np.inf, -np.inf, 0.1, 0.1, 0.0], [np.inf, np.inf, 3.0, 3.0, 1.0]
-    out = []
-    for yv in y:
-        c = np.linalg.lstsq(X, np.log(np.maximum(yv[low], 1e-3)), rcond=None)[0]
-        D = np.array([[c[1], c[4], c[5]], [c[4], c[2], c[6]], [c[5], c[6], c[3]]])
-        e1 = np.linalg.eigh(D)[1][:, 2]
-        th0, ph0 = np.arccos(np.clip(e1[2], -1, 1)), np.arctan2(e1[1], e1[0])
-        starts = [[th0, ph0, 1.7, 1.0, 0.5]] + [
-            [th0, ph0, *rng.uniform([0.2, 0.2, 0.05], [2.9, 2.9, 0.95])] for _ in range(n_random_starts)]
-        fits = [least_squares(lambda p: model(p) - yv, s, bounds=(lo, hi), method="trf", x_scale="jac",
-                              xtol=1e-10, ftol=1e-10) for s in starts]
-        best = min(fits, key=lambda f: f.cost).x
-        th, ph = best[:2]
-        out.append([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th), *best[2:]])
-    out = np.array(out)
-    return {"orientation": out[:, :3], "d_par": out[:, 3], "d_iso": out[:, 4], "f_stick": out[:, 5]}
-
-
 def test_snr50_accuracy_matches_scipy_multistart_without_recompiling():
     """SNR 50 (Rician), in-vivo-like truths: RMSE per parameter no worse than scipy's multi-start
     TRF on the same voxels, median axis error < 2°, and one compilation for several chunks."""
@@ -92,7 +61,7 @@ def test_snr50_accuracy_matches_scipy_multistart_without_recompiling():
     before = nlls.TRACE_COUNT["chunk"]
     r = fit_nlls(m, acq, y, s0=None, chunk_size=64, progress=False)  # 3 chunks of 64, last padded
     assert nlls.TRACE_COUNT["chunk"] - before == 1
-    ref = _scipy_reference(acq, y)
+    ref = scipy_ball_stick_fit(acq, y, xtol=1e-10, ftol=1e-10)
     for k in SCALARS:
         rmse = np.sqrt(np.mean((r.params[k] - np.asarray(truth[k])) ** 2))
         rmse_ref = np.sqrt(np.mean((ref[k] - np.asarray(truth[k])) ** 2))
