@@ -28,6 +28,13 @@ from jax.extend.random import threefry2x32_p
 BLOCK = 1024
 #: How far (µm) a walker is set off a wall after touching it, so its side is never ambiguous in float32.
 WALL_OFFSET = 2e-4
+#: Steps ending closer than this (µm) to a wall are resolved as wall hits (float32 safety, ≪ WALL_OFFSET).
+WALL_SLACK = 1e-5
+#: Segments passing this close (µm) to a wall go through the exact reflection loop (a safe screen).
+HIT_MARGIN = 1e-3
+#: The reflection loop takes the flagged spins 1/RESOLVE_SHARE of a chunk at a time (≈ 5 % are flagged per
+#: step in a cylinder at s/R = 0.1; more take further rounds).
+RESOLVE_SHARE = 8
 
 
 def _uniform(keypair, counter_a, counter_b):
@@ -36,6 +43,40 @@ def _uniform(keypair, counter_a, counter_b):
     scale = 1.0 / 16777216.0
     to01 = lambda w: (jax.lax.shift_right_logical(w, jnp.uint32(8)).astype(jnp.float32) + 0.5) * scale  # noqa: E731
     return to01(a), to01(b)
+
+
+def _sincos_quarter(x):
+    """(cos x, sin x) for |x| ≤ π/4 by Taylor polynomials (truncation < 3e-8 there, below float32's ulp).
+
+    XLA's CPU sin/cos carry a general range reduction that costs more than the whole Threefry hash;
+    on a quarter turn none is needed.
+    """
+    x2 = x * x
+    s = x * (1.0 + x2 * (-1.0 / 6 + x2 * (1.0 / 120 + x2 * (-1.0 / 5040 + x2 * (1.0 / 362880)))))
+    c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24 + x2 * (-1.0 / 720 + x2 * (1.0 / 40320 + x2 * (-1.0 / 3628800)))))
+    return c, s
+
+
+def _direction(keypair, spin, counter):
+    """Uniformly random unit vectors (3, n) from one Threefry-2x32 hash per spin.
+
+    Word a gives cos θ uniform on (−1, 1) (24 bits). Word b gives the azimuth φ = q·π/2 + x, uniform on
+    the circle: its top 2 bits the quadrant q, the next 22 bits x uniform on (−π/4, π/4), so cos φ and
+    sin φ are a short polynomial plus a quarter-turn rotation (swap and signs), no range reduction.
+    """
+    a, b = threefry2x32_p.bind(keypair[0], keypair[1], spin, counter)
+    cos_t = (jax.lax.shift_right_logical(a, jnp.uint32(8)).astype(jnp.float32) + 0.5) * (2.0 / 16777216.0) - 1.0
+    sin_t = jnp.sqrt(jnp.maximum(1.0 - cos_t * cos_t, 0.0))
+    q = jax.lax.shift_right_logical(b, jnp.uint32(30))
+    frac = (jax.lax.shift_right_logical(b, jnp.uint32(8)) & jnp.uint32(0x3FFFFF)).astype(jnp.float32)
+    c, s = _sincos_quarter((frac + 0.5) * (0.5 * jnp.pi / 4194304.0) - 0.25 * jnp.pi)
+    odd = (q & jnp.uint32(1)) == 1  # rotate (c, s) by q quarter turns
+    cos_p = jnp.where(odd, -s, c)
+    sin_p = jnp.where(odd, c, s)
+    flip = q >= 2
+    cos_p = jnp.where(flip, -cos_p, cos_p)
+    sin_p = jnp.where(flip, -sin_p, sin_p)
+    return jnp.stack([sin_t * cos_p, sin_t * sin_p, cos_t])
 
 
 def _dot3(a, b):
@@ -111,13 +152,42 @@ def _first_hit_slab(geom, pos, u):
     return t, normal
 
 
-def _move(geom, pos, u, step, transit_draw, p_transit, max_reflections):
+def _may_hit(geom, pos, end):
+    """True where the straight segment pos → end (3, n) comes within `HIT_MARGIN` of any wall.
+
+    A cheap conservative screen (no square roots): a segment can touch a circle or sphere boundary only
+    if its farthest point from the centre (an end point) lies beyond R − m and its nearest point within
+    R + m. Spins it clears move straight, exactly as the reflection loop would move them.
+    """
+    m = HIT_MARGIN
+    if geom.kind == "slabs":
+        L = geom.slab_spacing
+        z0 = pos[2] - L * jnp.floor(pos[2] / L)
+        z1 = z0 + (end[2] - pos[2])
+        return (jnp.minimum(z0, z1) < m) | (jnp.maximum(z0, z1) > L - m)
+    centres, radii = _candidates(geom, pos)
+    axes = 2 if geom.kind == "circles" else 3
+    seg = [end[c] - pos[c] for c in range(axes)]
+    a = sum(sc * sc for sc in seg)
+    may = jnp.zeros(pos.shape[1:], bool)
+    for k in range(radii.shape[0]):
+        d0 = [pos[c] - centres[c, k] for c in range(axes)]
+        d1 = [end[c] - centres[c, k] for c in range(axes)]
+        r0, r1 = sum(x * x for x in d0), sum(x * x for x in d1)
+        b0, b1 = sum(x * y for x, y in zip(d0, seg)), sum(x * y for x, y in zip(d1, seg))
+        # Nearest point: an end point unless the foot of the perpendicular lies inside the segment.
+        perp = r0 - b0 * b0 / jnp.maximum(a, 1e-30)
+        nearest = jnp.where(b0 >= 0, r0, jnp.where(b1 <= 0, r1, perp))
+        R = radii[k]
+        may = may | ((jnp.maximum(r0, r1) > (R - m) ** 2) & (nearest < (R + m) ** 2))
+    return may
+
+
+def _reflect(geom, pos, u, step, transit_draw, p_transit, max_reflections):
     """Advance walkers (3, n) by `step` along u, reflecting (or crossing) walls until the step is spent.
 
     transit_draw(i) gives the (n,) uniforms deciding membrane crossings at wall interaction i.
     """
-    if geom.kind == "free":
-        return pos + step * u
     if geom.kind != "slabs":
         centres, radii = _candidates(geom, pos)
 
@@ -131,10 +201,12 @@ def _move(geom, pos, u, step, transit_draw, p_transit, max_reflections):
             t, normal = _first_hit_slab(geom, p, d)
         else:
             t, normal = _first_hit_round(geom, p, d, centres, radii)
-        hit = t < rem
+        # A step that would end within WALL_SLACK of a wall counts as a hit (then set off the wall):
+        # otherwise float32 rounding could leave the end point on, or just across, the wall.
+        hit = t < rem + WALL_SLACK
         travel = jnp.where(hit, t, rem)
         p = p + travel[None, :] * d
-        rem = jnp.where(hit, rem - travel, 0.0)
+        rem = jnp.where(hit, jnp.maximum(rem - travel, 0.0), 0.0)
         reflect = hit & (transit_draw(i) >= p_transit) if geom.permeable else hit
         dn = _dot3(d, normal)[None, :]
         d = jnp.where(reflect[None, :], d - 2.0 * dn * normal, d)
@@ -145,6 +217,37 @@ def _move(geom, pos, u, step, transit_draw, p_transit, max_reflections):
     rem0 = jnp.full(pos.shape[1:], step, pos.dtype)
     _, pos, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), pos, u, rem0))
     return pos
+
+
+def _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections, n_resolve):
+    """Advance walkers (3, n) by `step` along u, walls included.
+
+    Almost every step touches no wall (≈ s/(2R) of the spins do, 5 % at s/R = 0.1), so the walls are
+    not worked out for every spin: `_may_hit` screens all of them cheaply, and only the flagged ones are
+    gathered, `n_resolve` at a time (a while_loop over rounds, usually one), through the reflection loop
+    `_reflect`, then scattered back. Every spin's walk is the same whichever path or round it takes
+    (each spin's reflections depend on its own state and random numbers only), so chunking still does
+    not change a bit. transit_draw(i, spin) gives the membrane-crossing uniforms of those spins.
+    """
+    end = pos + step * u
+    if geom.kind == "free":
+        return end
+    n = pos.shape[1]
+
+    def pending(state):
+        return jnp.any(state[1])
+
+    def resolve_some(state):
+        new, todo = state
+        idx = jnp.nonzero(todo, size=n_resolve, fill_value=n)[0]  # fill = out of range: dropped below
+        take = lambda a: jnp.take(a, idx, axis=-1, mode="fill", fill_value=0)  # noqa: E731
+        sub_spin = take(spin)
+        moved = _reflect(geom, take(pos), take(u), step, lambda i: transit_draw(i, sub_spin), p_transit,
+                         max_reflections)
+        return new.at[:, idx].set(moved, mode="drop"), todo.at[idx].set(False, mode="drop")
+
+    new, _ = jax.lax.while_loop(pending, resolve_some, (end, _may_hit(geom, pos, end)))
+    return new
 
 
 def _initial_positions(geom, keypair, spin):
@@ -197,23 +300,20 @@ def run_chunk(geom, keypairs, spin, n_spins, basis, coeffs, step, p_transit, gam
     n = spin.shape[0]
     nb = n // BLOCK
     r = basis.shape[1]
+    n_resolve = max(1, n // RESOLVE_SHARE)
     start = _initial_positions(geom, keypairs[2], spin)
     labels = _labels(geom, start)
 
     def one_step(carry, xs):
         pos, disp, acc = carry
         k, p_k = xs
-        cos_t, ph = _uniform(keypairs[0], spin, jnp.broadcast_to(k, spin.shape))
-        cos_t = 2.0 * cos_t - 1.0
-        sin_t = jnp.sqrt(jnp.maximum(1.0 - cos_t * cos_t, 0.0))
-        ph = 2.0 * jnp.pi * ph
-        u = jnp.stack([sin_t * jnp.cos(ph), sin_t * jnp.sin(ph), cos_t])
+        u = _direction(keypairs[0], spin, jnp.broadcast_to(k, spin.shape))
 
-        def transit_draw(i):
+        def transit_draw(i, spins):
             counter = k * jnp.uint32(max_reflections) + i.astype(jnp.uint32)
-            return _uniform(keypairs[1], spin, jnp.broadcast_to(counter, spin.shape))[0]
+            return _uniform(keypairs[1], spins, jnp.broadcast_to(counter, spins.shape))[0]
 
-        new = _move(geom, pos, u, step, transit_draw, p_transit, max_reflections)
+        new = _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections, n_resolve)
         dx = new - pos
         acc = acc + (disp + 0.5 * dx)[:, None, :] * p_k[None, :, None]
         return (_wrap(geom, new), disp + dx, acc), None
