@@ -34,7 +34,7 @@ WALL_SLACK = 1e-5
 HIT_MARGIN = 1e-3
 #: The reflection loop takes the flagged spins 1/RESOLVE_SHARE of a chunk at a time (≈ 5 % are flagged per
 #: step in a cylinder at s/R = 0.1; more take further rounds).
-RESOLVE_SHARE = 8
+RESOLVE_SHARE = 16
 
 
 def _uniform(keypair, counter_a, counter_b):
