@@ -1,7 +1,9 @@
 """Network design measurements: flow family on a non-Gaussian target, protocol half once vs per voxel,
-nnx.jit vs split/merge + jax.jit call overhead.
+nnx.jit vs split/merge + jax.jit call overhead, and the volume-scale cost of the encoders and of the
+flow's draws.
 
     python benchmarks/networks.py            (prints Markdown tables)
+    python benchmarks/networks.py volume     (only the encoder/flow cost at volume scale)
 """
 
 from __future__ import annotations
@@ -127,13 +129,42 @@ def main(only=None):
     ctx_nnx = nnx.jit(lambda n, b: n.context(b))
     t_nnx = median_time(ctx_nnx, net, small, repeats=20)
     t_jax = median_time(fns.context, state, small, repeats=20)
-    print(f"| nnx.jit | {1e3 * t_nnx:.2f} |\n| jax.jit(merge) | {1e3 * t_jax:.2f} |")
+    print(f"| nnx.jit | {1e3 * t_nnx:.2f} |\n| jax.jit(merge) | {1e3 * t_jax:.2f} |\n")
+    volume_costs()
+
+
+def volume_costs(n_voxels: int = 8192, n_draw_voxels: int = 1024, draws: int = 100):
+    """Seconds per 100 000 voxels of hcp_3shell (96 measurements): context from signals (the protocol half
+    once per protocol, as in volume inference), and 100 flow draws per voxel, for each encoder and width."""
+    from sbi_dmri.networks import protocol_features
+    from sbi_dmri.protocols import load_protocol
+
+    acq = load_protocol("hcp_3shell")
+    acq = type(acq).pgse(acq.bvalues, acq.directions, delta=acq.delta, Delta=acq.Delta)
+    protocol, M = protocol_features(acq), acq.n_measurements
+    batch = {"signals": jax.random.uniform(jax.random.PRNGKey(1), (n_voxels, M)), "mask": jnp.ones((n_voxels, M), bool),
+             "frame": jnp.broadcast_to(jnp.eye(3), (n_voxels, 3, 3))}
+    scale = 100_000 / n_voxels
+    print(f"## Volume-scale cost (s per 100 000 voxels, hcp_3shell M = {M}, D = 5; median of 5)\n")
+    print("| encoder | hidden | flow hidden | context | 100 draws per voxel |\n|---|---|---|---|---|")
+    for encoder, hidden, flow_hidden in (("set", 64, 64), ("set", 32, 32), ("separable", 64, 64), ("separable", 64, 32)):
+        net = AmortizedPosterior(parameter_dim=5, feature_dim=FEATURE_DIM, encoder=encoder, hidden=hidden,
+                                 flow_hidden=flow_hidden, frame_input=True, rngs=nnx.Rngs(0))
+        graphdef, state = nnx.split(net)
+        fns = apply_fns(graphdef)
+        emb = fns.protocol_embedding(state, protocol)
+        t_ctx = median_time(fns.context_from_embedding, state, batch, emb)
+        ctx = fns.context_from_embedding(state, batch, emb)[:n_draw_voxels]
+        t_draw = median_time(lambda st, c: fns.sample(st, c, jax.random.PRNGKey(2), n=draws), state, ctx)
+        print(f"| {encoder} | {hidden} | {flow_hidden} | {t_ctx * scale:.2f} | {t_draw * 100_000 / n_draw_voxels:.1f} |")
 
 
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["1d"]:
+    if sys.argv[1:] == ["volume"]:
+        volume_costs()
+    elif sys.argv[1:] == ["1d"]:
         for kind in ("spline", "affine"):
             print(kind, [round(flow_kl_1d(kind, seed=s), 3) for s in range(2)])
     else:

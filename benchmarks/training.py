@@ -39,8 +39,9 @@ def throughput(config, steps: int, repeats: int) -> dict:
     graphdef, state = init_state(config, space, sim.protocol.n_max,
                                  make_optimizer(config, learning_rate_schedule(config)), jax.random.PRNGKey(1))
     state = replicate(state, mesh)
-    step_fn = make_train_step(graphdef, sim, space, B, mesh)
-    sim_fn = jax.jit(lambda k: network_batch(sim.simulate(k, B), space))
+    G = config.training.protocols_per_batch
+    step_fn = make_train_step(graphdef, sim, space, B, mesh, G)
+    sim_fn = jax.jit(lambda k: network_batch(sim.simulate(k, B, G), space))
     key = jax.random.PRNGKey(2)
 
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def _add_simulate(sub):
 
 
 def _add_protocol_args(p):
-    p.add_argument("--protocol", help="shipped protocol name (hcp_3shell, clinical_2shell, sandi_5shell)")
+    p.add_argument("--protocol", help="shipped protocol name (hcp_3shell, clinical_2shell, hardi_2shell, sandi_5shell)")
     p.add_argument("--bval", help="FSL .bval file (s/mm²)")
     p.add_argument("--bvec", help="FSL .bvec file (3×N or N×3)")
     p.add_argument("--delta", type=float, help="pulse duration δ in ms")

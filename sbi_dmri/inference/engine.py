@@ -2,7 +2,7 @@
 
 One jitted function per chunk of voxels does everything on device: S0 normalisation and the DTI
 frame (the same `_build_batch` as `PretrainedPosterior`), the encoder with the protocol embedding
-computed ONCE per acquisition (set encoder: W_p p is (M, H), shared by every voxel and chunk), the
+computed ONCE per acquisition (set encoders: (M, H) or (M, K, H), shared by every voxel and chunk), the
 flow's draws, their constrained values and summaries, and — for the per-voxel trust check — the
 importance log-weights under the analytic likelihood. Only per-voxel summaries (and the (C, n)
 log-weights) come back to the host, so memory is bounded by one chunk: about
@@ -131,7 +131,6 @@ class _ChunkFunctions:
     """The jitted per-chunk functions for one network and one acquisition (compiled once per shape)."""
 
     def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str):
-        from ..networks.encoders import SetEncoder
         from ..networks.features import protocol_features
         from ..noise import log_likelihood
         from ..pretrained import _build_batch
@@ -142,8 +141,8 @@ class _ChunkFunctions:
         features = protocol_features(Acquisition(bvalues=acquisition.bvalues, directions=acquisition.directions,
                                                  delta=acquisition.delta, Delta=acquisition.Delta, TE=None))
         b0 = jnp.asarray(acquisition.bvalues <= B0_THRESHOLD)
-        set_encoder = isinstance(net.network.encoder, SetEncoder)
-        # the protocol half of the encoder's first layer, once per acquisition (NETWORK_INTERFACE.md)
+        set_encoder = net.network.takes_protocol
+        # the protocol half of the encoder, once per acquisition (docs/network_contract.md)
         self.embedding = (jax.jit(lambda st, p: nnx.merge(graphdef, st).protocol_embedding(p))(self.state, features)
                           if set_encoder else jnp.zeros(()))
         axis_names = space.axis_names

@@ -11,7 +11,7 @@ test set of EVALUATION.md), measured with one protocol of the training family:
 - per-voxel trust: the Pareto k̂ of the importance weights under the analytic likelihood, and the
   fraction of voxels flagged (k̂ > 0.7).
 
-    python -m sbi_dmri.inference.model_card checkpoints/ball_stick --protocol hcp_3shell
+    python -m sbi_dmri.inference.model_card checkpoints/ball_stick --protocol hcp_3shell clinical_2shell hardi_2shell
 """
 
 from __future__ import annotations
@@ -94,8 +94,14 @@ def _fmt(x, spec=".3f"):
 
 
 def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
-    """Markdown model card from the checkpoint's meta, `evaluate_checkpoint`'s result and training facts."""
+    """Markdown model card from the checkpoint's meta, the evaluation and training facts.
+
+    `evaluation` is {"by_protocol": {protocol name: `evaluate_checkpoint` result}} (one protocol of the
+    training family each), or a single `evaluate_checkpoint` result with its "protocol_name".
+    """
     names = list(meta["parameter_names"])
+    per_protocol = evaluation.get("by_protocol") or {evaluation.get("protocol_name", "protocol"): evaluation}
+    first = next(iter(per_protocol.values()))
     lines = [f"# Model card: `{meta['model']}` amortized posterior", "",
              f"Parameters: {', '.join(names)}. Package version {meta.get('package_version')}, checkpoint step "
              f"{meta.get('step')}, checkpoint format {meta.get('format')}.", "",
@@ -104,36 +110,44 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
     p = meta["protocol"]
     lines += [f"- protocol family: {json.dumps(p)}", f"- noise: {json.dumps(meta.get('noise'))}", "",
               "## Measured diagnostics", "",
-              f"Test sets: {evaluation['test_set']}, {evaluation['n_sims']} simulations per SNR, "
-              f"{evaluation['n_draws']} posterior draws each, seed {evaluation['seed']}, measured with one protocol "
-              f"of the family ({evaluation['protocol_measurements']} measurements: {evaluation.get('protocol_name', '')}).",
+              f"Test sets: {first['test_set']}, {first['n_sims']} simulations per SNR and protocol, "
+              f"{first['n_draws']} posterior draws each, seed {first['seed']}, on "
+              + ", ".join(f"{name} ({ev['protocol_measurements']} measurements)" for name, ev in per_protocol.items())
+              + ", each a member of the training family.",
               "Gates from EVALUATION.md via `sbi_dmri.diagnostics.evaluate_gates`. With 1000 simulations the coverage "
               "and TARP gates fail a correct posterior often (see the diagnostics' docstrings); read the numbers.", "",
-              "| SNR | SBC (KS, Bonferroni) | coverage gate | TARP ATC | recovery vs NLLS gate | k̂ median | flagged (k̂ > 0.7) |",
-              "|---|---|---|---|---|---|---|"]
-    for snr, r in evaluation["by_snr"].items():
-        k = r.get("pareto_khat", {})
-        lines.append(f"| {snr} | {'pass' if r['sbc']['pass'] else 'FAIL'} | {'pass' if r['coverage']['pass'] else 'FAIL'} | "
-                     f"{r['tarp']['atc']:+.3f} ({'pass' if r['tarp']['pass'] else 'FAIL'}) | "
-                     f"{'pass' if r['recovery']['pass'] else 'FAIL'} | {_fmt(k.get('median'))} | "
-                     f"{100 * k.get('fraction_flagged', float('nan')):.1f} % |")
+              "| protocol | SNR | SBC (KS, Bonferroni) | coverage gate | TARP ATC | recovery vs NLLS gate | k̂ median | flagged (k̂ > 0.7) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for pname, ev in per_protocol.items():
+        for snr, r in ev["by_snr"].items():
+            k = r.get("pareto_khat", {})
+            lines.append(f"| {pname} | {snr} | {'pass' if r['sbc']['pass'] else 'FAIL'} | "
+                         f"{'pass' if r['coverage']['pass'] else 'FAIL'} | "
+                         f"{r['tarp']['atc']:+.3f} ({'pass' if r['tarp']['pass'] else 'FAIL'}) | "
+                         f"{'pass' if r['recovery']['pass'] else 'FAIL'} | {_fmt(k.get('median'))} | "
+                         f"{100 * k.get('fraction_flagged', float('nan')):.1f} % |")
+    levels = next(iter(first["by_snr"].values()))["coverage"]["levels"]
     lines += ["", "### Expected coverage of central intervals (per θ dimension)", "",
-              "| SNR | dimension | " + " | ".join(f"{lv:.0%}" for lv in next(iter(evaluation['by_snr'].values()))['coverage']['levels']) + " |",
-              "|---|---|" + "---|" * len(next(iter(evaluation['by_snr'].values()))['coverage']['levels'])]
-    for snr, r in evaluation["by_snr"].items():
-        for dim, cov in r["coverage"]["coverage"].items():
-            lines.append(f"| {snr} | {dim} | " + " | ".join(f"{c:.3f}" for c in cov) + " |")
+              "| protocol | SNR | dimension | " + " | ".join(f"{lv:.0%}" for lv in levels) + " |",
+              "|---|---|---|" + "---|" * len(levels)]
+    for pname, ev in per_protocol.items():
+        for snr, r in ev["by_snr"].items():
+            for dim, cov in r["coverage"]["coverage"].items():
+                lines.append(f"| {pname} | {snr} | {dim} | " + " | ".join(f"{c:.3f}" for c in cov) + " |")
     lines += ["", "### Recovery: posterior mean vs NLLS on the same noisy voxels", "",
               "RMSE and bias in the parameter's unit (µm²/ms, fraction); orientation: angular error in degrees.", "",
-              "| SNR | parameter | network RMSE | NLLS RMSE | ratio | network bias | NLLS bias |", "|---|---|---|---|---|---|---|"]
-    for snr, r in evaluation["by_snr"].items():
-        for name, row in r["recovery"]["table"].items():
-            lines.append(f"| {snr} | {name} | {row['rmse']:.4f} | {row['reference_rmse']:.4f} | {row['rmse_ratio']:.2f} | "
-                         f"{_fmt(row['bias'], '+.4f')} | {_fmt(row['reference_bias'], '+.4f')} |")
+              "| protocol | SNR | parameter | network RMSE | NLLS RMSE | ratio | network bias | NLLS bias |",
+              "|---|---|---|---|---|---|---|---|"]
+    for pname, ev in per_protocol.items():
+        for snr, r in ev["by_snr"].items():
+            for name, row in r["recovery"]["table"].items():
+                lines.append(f"| {pname} | {snr} | {name} | {row['rmse']:.4f} | {row['reference_rmse']:.4f} | "
+                             f"{row['rmse_ratio']:.2f} | {_fmt(row['bias'], '+.4f')} | {_fmt(row['reference_bias'], '+.4f')} |")
     lines += ["", "### Posterior-to-prior width ratio (median; sd ratio, orientation: RMS-angle ratio)", "",
-              "| SNR | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for snr, r in evaluation["by_snr"].items():
-        lines.append(f"| {snr} | " + " | ".join(f"{r['width_ratio_median'][n]:.3f}" for n in names) + " |")
+              "| protocol | SNR | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for pname, ev in per_protocol.items():
+        for snr, r in ev["by_snr"].items():
+            lines.append(f"| {pname} | {snr} | " + " | ".join(f"{r['width_ratio_median'][n]:.3f}" for n in names) + " |")
     d = meta.get("diagnostics")
     if d:
         lines += ["", "### Diagnostics at the end of training (training family, random protocols, θ space)", "",
@@ -171,15 +185,20 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description="measure a checkpoint and write its model card")
     ap.add_argument("folder", help="checkpoint step folder (e.g. checkpoints/ball_stick)")
-    ap.add_argument("--protocol", default="hcp_3shell", help="shipped protocol of the family to test on")
+    ap.add_argument("--protocol", nargs="+", default=["hcp_3shell"],
+                    help="shipped protocols of the family to test on (each is a separate test set)")
     ap.add_argument("--n-sims", type=int, default=1000)
     ap.add_argument("--n-draws", type=int, default=100)
     ap.add_argument("--training", default="{}", help="JSON dict of training facts (steps, wall time, command)")
     args = ap.parse_args(argv)
     net = load_pretrained(args.folder)
-    ev = evaluate_checkpoint(net, load_protocol(args.protocol), n_sims=args.n_sims, n_draws=args.n_draws)
-    ev["protocol_name"] = args.protocol
-    print("\n".join(write_model_card(net.source, ev, json.loads(args.training))))
+    by_protocol = {}
+    for name in args.protocol:
+        acq = load_protocol(name)
+        net.protocol.check(acq)  # a test protocol must belong to the training family
+        print(f"evaluating on {name} ...", flush=True)
+        by_protocol[name] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws)
+    print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, json.loads(args.training))))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from .amortized import AmortizedPosterior as AmortizedPosterior
 from .amortized import ApplyFns as ApplyFns
 from .amortized import apply_fns as apply_fns
 from .encoders import MLPEncoder as MLPEncoder
+from .encoders import SeparableSetEncoder as SeparableSetEncoder
 from .encoders import SetEncoder as SetEncoder
 from .features import FEATURE_DIM as FEATURE_DIM
 from .features import pad_measurements as pad_measurements

@@ -3,8 +3,8 @@
 All quantities are in the standardized unconstrained θ space of `ParameterSpace`; `Posterior`
 (posterior.py) maps them to constrained units.
 
-Batch (a dict of arrays, NETWORK_INTERFACE.md): signals (B, M) S/S0; mask (B, M) bool; protocol
-(M, F) shared or (B, M, F) per voxel; frame (B, 3, 3) (used only with `frame_input=True`); theta
+Batch (a dict of arrays, docs/network_contract.md): signals (B, M) S/S0; mask (B, M) bool; protocol
+(M, F) shared, (B, M, F) per voxel, or (G, M, F) per group of B/G consecutive voxels (set encoders); frame (B, 3, 3) (used only with `frame_input=True`); theta
 (B, D) (training only).
 
 Point head (the fastest inference path, one forward pass, no sampling): from the same context, the
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .encoders import MLPEncoder, SetEncoder
+from .encoders import MLPEncoder, SeparableSetEncoder, SetEncoder
 from .flows import ConditionalFlow
 from .mlp import MLP
 
@@ -39,9 +39,13 @@ class AmortizedPosterior(nnx.Module):
 
     Args:
         parameter_dim: D. feature_dim: F (protocol features, `features.FEATURE_DIM`).
-        encoder: "set" (any protocol, masked set pooling) or "mlp" (fixed protocol of `n_measurements`).
+        encoder: "separable" (any protocol; rank-K separable tokens, the protocol half is all the work, the
+            fastest for volumes), "set" (any protocol; per-token MLP, mean/max/attention pooling) or "mlp"
+            (fixed protocol of `n_measurements`). See encoders.py.
+        n_basis: K, signal functions of the separable encoder.
         hidden, depth: width and hidden layers of every MLP. context_dim: C (default `hidden`).
-        flow: "spline" or "affine" couplings; flow_layers: their number.
+        flow: "spline" or "affine" couplings; flow_layers: their number; flow_hidden: the width of their
+            conditioners (default `hidden`; the flow runs once per draw, so its width sets the sampling cost).
         quantiles: levels in (0, 1), strictly increasing, predicted by the point head.
         frame_input: append the flattened frame (9 numbers) to the encoder's pooled vector; use it for
             models with orientation (the posterior of the axis chart depends on the frame).
@@ -49,28 +53,33 @@ class AmortizedPosterior(nnx.Module):
     """
 
     def __init__(
-        self, *, parameter_dim: int, feature_dim: int, encoder: Literal["set", "mlp"] = "set",
+        self, *, parameter_dim: int, feature_dim: int, encoder: Literal["separable", "set", "mlp"] = "set",
         n_measurements: int | None = None, hidden: int = 64, depth: int = 2,
         flow: Literal["spline", "affine"] = "spline", flow_layers: int = 4,
         quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95), context_dim: int | None = None,
-        frame_input: bool = False, point_weight: float = 1.0, n_bins: int = 8, rngs: nnx.Rngs,
+        frame_input: bool = False, point_weight: float = 1.0, n_bins: int = 8, n_basis: int = 8,
+        flow_hidden: int | None = None, rngs: nnx.Rngs,
     ):
         q = np.asarray(quantiles, np.float64)
         if q.ndim != 1 or q.size < 1 or np.any(q <= 0) or np.any(q >= 1) or np.any(np.diff(q) <= 0):
             raise ValueError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles}")
         C = hidden if context_dim is None else context_dim
         extra = 9 if frame_input else 0
-        if encoder == "set":
+        if encoder == "separable":
+            self.encoder = SeparableSetEncoder(feature_dim, hidden, C, depth, n_basis=n_basis, extra_dim=extra,
+                                               rngs=rngs)
+        elif encoder == "set":
             self.encoder = SetEncoder(feature_dim, hidden, C, depth, extra_dim=extra, rngs=rngs)
         elif encoder == "mlp":
             if n_measurements is None:
                 raise ValueError("encoder='mlp' needs n_measurements (the fixed protocol's length)")
             self.encoder = MLPEncoder(n_measurements, hidden, C, depth, extra_dim=extra, rngs=rngs)
         else:
-            raise ValueError(f"encoder must be 'set' or 'mlp', got {encoder!r}")
+            raise ValueError(f"encoder must be 'separable', 'set' or 'mlp', got {encoder!r}")
         self.encoder_kind, self.frame_input = encoder, frame_input
         self.dim, self.quantile_levels, self.point_weight = parameter_dim, tuple(float(x) for x in q), float(point_weight)
-        self.flow = ConditionalFlow(parameter_dim, C, kind=flow, n_layers=flow_layers, hidden=hidden, depth=depth,
+        self.flow = ConditionalFlow(parameter_dim, C, kind=flow, n_layers=flow_layers,
+                                    hidden=hidden if flow_hidden is None else flow_hidden, depth=depth,
                                     n_bins=n_bins, rngs=rngs)
         self.point_head = MLP(C, hidden, parameter_dim * (1 + len(q)), depth, rngs=rngs)
 
@@ -84,8 +93,13 @@ class AmortizedPosterior(nnx.Module):
             frame = jnp.broadcast_to(jnp.eye(3, dtype=batch["signals"].dtype), (B, 3, 3))
         return frame.reshape(B, 9)
 
+    @property
+    def takes_protocol(self) -> bool:
+        """True for the set encoders (any protocol; `protocol_embedding` is their per-protocol half)."""
+        return self.encoder_kind in ("separable", "set")
+
     def protocol_embedding(self, protocol):
-        """Set encoder only: the per-protocol half of the first token layer (compute once per protocol)."""
+        """Set encoders only: the per-protocol half of the encoder (compute once per protocol)."""
         return self.encoder.protocol_embedding(protocol)
 
     def context_from_embedding(self, batch: Batch, embedding):
@@ -100,7 +114,7 @@ class AmortizedPosterior(nnx.Module):
     def log_prob(self, context, theta):
         """log q(θ | c): context (B, C), θ (B, D) or (B, n, D) → (B,) or (B, n)."""
         if theta.ndim == 3:
-            context = jnp.broadcast_to(context[:, None, :], theta.shape[:2] + context.shape[-1:])
+            context = context[:, None, :]  # broadcast inside the flow: context terms once per voxel
         return self.flow.log_prob(theta, context)
 
     def sample(self, context, key, n: int):

@@ -8,7 +8,8 @@ exact (every layer has a closed-form inverse). Layers:
 - `ConditionalLocScale`: θ ↦ (θ − μ(c)) e^{−s(c)}, all dims at once from the context only. It carries
   most of what a posterior is (its location and width), so short trainings already get those right.
 - `Coupling`: the dims with mask = 1 are transformed elementwise by a bijection whose parameters are
-  an MLP of (the other dims, c) (Dinh et al. 2017): the rational-quadratic spline (`flow="spline"`,
+  an MLP of (the other dims, c) (it outputs parameters for the transformed dims only, and its context
+  term is computed once per voxel when several draws share a context: `mlp.ConditionedMLP`) (Dinh et al. 2017): the rational-quadratic spline (`flow="spline"`,
   Durkan et al. 2019) or affine (`flow="affine"`). Masks alternate between the two halves of the
   dims (interleaved, then contiguous) so every dim is transformed given every other. For D = 1 the
   single dim is transformed given c only: a conditional monotone spline.
@@ -28,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 from .bijections import affine, rational_quadratic
-from .mlp import MLP
+from .mlp import MLP, ConditionedMLP
 
 FlowKind = Literal["spline", "affine"]
 
@@ -74,24 +75,30 @@ class Coupling(nnx.Module):
             raise ValueError(f"flow kind must be 'spline' or 'affine', got {kind!r}")
         self.kind, self.dim, self.bound, self.n_bins = kind, dim, float(bound), int(n_bins)
         self.mask = tuple(bool(m) for m in mask)  # static: part of the graph definition
+        # static indices: the conditioner outputs parameters for the transformed dims only
+        self.transformed = tuple(int(i) for i in np.flatnonzero(self.mask))
+        self.conditioning = tuple(int(i) for i in np.flatnonzero(~np.asarray(self.mask)))
         self.n_raw = rational_quadratic.n_params(n_bins=n_bins) if kind == "spline" else affine.n_params()
-        self.net = MLP(dim + context_dim, hidden, dim * self.n_raw, depth, rngs=rngs, zero_last=True)
+        n_in = max(len(self.conditioning), 1)  # D = 1: the context alone (a zero input keeps one code path)
+        self.net = ConditionedMLP(n_in, context_dim, hidden, len(self.transformed) * self.n_raw, depth, rngs=rngs,
+                                  zero_last=True)
 
     def _raw(self, x, context):
-        keep = jnp.broadcast_to(jnp.asarray(self.mask), x.shape)
-        raw = self.net(jnp.concatenate([jnp.where(keep, 0.0, x), context], axis=-1))
-        return raw.reshape(raw.shape[:-1] + (self.dim, self.n_raw))
+        kept = x[..., list(self.conditioning)] if self.conditioning else jnp.zeros(x.shape[:-1] + (1,), x.dtype)
+        raw = self.net(kept, context)  # context may be (B, 1, C) against x (B, n, D)
+        return raw.reshape(raw.shape[:-1] + (len(self.transformed), self.n_raw))
 
     def _apply(self, x, context, inverse: bool):
         raw = self._raw(x, context)
+        idx = list(self.transformed)
+        xt = x[..., idx]
         if self.kind == "spline":
             fn = rational_quadratic.inverse if inverse else rational_quadratic.forward
-            y, logd = fn(x, raw, bound=self.bound)
+            yt, logd = fn(xt, raw, bound=self.bound)
         else:
-            y, logd = (affine.inverse if inverse else affine.forward)(x, raw)
-        m = jnp.broadcast_to(jnp.asarray(self.mask), x.shape)
-        y = jnp.where(m, y, x)
-        logd = jnp.sum(jnp.where(m, logd, 0.0), axis=-1)
+            yt, logd = (affine.inverse if inverse else affine.forward)(xt, raw)
+        y = x.at[..., idx].set(yt)
+        logd = jnp.sum(logd, axis=-1)
         return y, (-logd if inverse else logd)
 
     def forward(self, x, context):
@@ -128,7 +135,7 @@ class ConditionalFlow(nnx.Module):
         return [self.loc_scale, *self.couplings]
 
     def to_base(self, theta, context):
-        """θ (..., D), c (..., C) → (u, log|det ∂u/∂θ|)."""
+        """θ (..., D), c (..., C) broadcastable against θ's batch shape → (u, log|det ∂u/∂θ|)."""
         total = jnp.zeros(theta.shape[:-1], theta.dtype)
         x = theta
         for layer in self.layers():
@@ -154,8 +161,7 @@ class ConditionalFlow(nnx.Module):
         """n draws per context row: context (B, C) → θ (B, n, D), log q (B, n)."""
         B = context.shape[0]
         u = jax.random.normal(key, (B, n, self.dim), context.dtype)
-        c = jnp.broadcast_to(context[:, None, :], (B, n, context.shape[-1]))
-        theta, ld = self.from_base(u, c)
+        theta, ld = self.from_base(u, context[:, None, :])  # context terms once per voxel, broadcast over draws
         logq = -0.5 * jnp.sum(u * u, axis=-1) - 0.5 * self.dim * math.log(2 * math.pi) - ld
         return theta, logq
 

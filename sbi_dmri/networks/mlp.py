@@ -22,3 +22,23 @@ class MLP(nnx.Module):
         for layer in self.hidden_layers:
             x = jax.nn.silu(layer(x))
         return self.out(x)
+
+
+class ConditionedMLP(nnx.Module):
+    """(x (..., d_in), context (..., C)) → (..., d_out), with the first layer split as W_x x + (W_c c + b).
+
+    The same function as `MLP(d_in + C, …)` on [x, c], but x and c may have different batch shapes
+    that broadcast: a flow draws n samples per voxel with x (B, n, d_in) and c (B, 1, C), so the context
+    term is computed once per voxel instead of once per draw (the bulk of the first layer when C ≫ d_in).
+    """
+
+    def __init__(self, d_in: int, context_dim: int, hidden: int, d_out: int, depth: int, *, rngs: nnx.Rngs,
+                 zero_last: bool = False):
+        if depth < 1:
+            raise ValueError(f"ConditionedMLP needs depth ≥ 1 (its first hidden layer takes the context), got {depth}")
+        self.x_in = nnx.Linear(d_in, hidden, use_bias=False, rngs=rngs)
+        self.context_in = nnx.Linear(context_dim, hidden, rngs=rngs)
+        self.rest = MLP(hidden, hidden, d_out, depth - 1, rngs=rngs, zero_last=zero_last)
+
+    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+        return self.rest(jax.nn.silu(self.x_in(x) + self.context_in(context)))

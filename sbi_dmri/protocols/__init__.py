@@ -5,6 +5,7 @@
 | hcp_3shell       | 0 ×6, 1, 2, 3 (×30 each)   | 96           | 10.6 / 43.1 | the HCP young-adult protocol |
 | clinical_2shell  | 0 ×4, 1, 2 (×32 each)      | 68           | 20.0 / 35.0 | a clinical 2-shell scan      |
 | sandi_5shell     | 0 ×6, 1, 2.5, 4, 6, 10 (×30)| 156          | 10.0 / 30.0 | a high-b SANDI-style scan    |
+| hardi_2shell     | 0 ×5, 1.2, 3 (×64 each)    | 133          | 15.0 / 30.0 | a 2-shell HARDI research scan|
 
 Files are `<name>.bval` (s/mm²) and `<name>.bvec` (3 × N), timing in `protocols.json`; they were
 written by `write_protocol_files()` from `electrostatic_directions` and are reproducible bit for bit.
@@ -24,6 +25,7 @@ _SPECS = {
     "hcp_3shell": dict(n_b0=6, shells=(1.0, 2.0, 3.0), n_dirs=30, delta=10.6, Delta=43.1, TE=89.5),
     "clinical_2shell": dict(n_b0=4, shells=(1.0, 2.0), n_dirs=32, delta=20.0, Delta=35.0, TE=80.0),
     "sandi_5shell": dict(n_b0=6, shells=(1.0, 2.5, 4.0, 6.0, 10.0), n_dirs=30, delta=10.0, Delta=30.0, TE=60.0),
+    "hardi_2shell": dict(n_b0=5, shells=(1.2, 3.0), n_dirs=64, delta=15.0, Delta=30.0, TE=95.0),
 }
 
 

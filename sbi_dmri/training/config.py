@@ -53,7 +53,9 @@ class ProtocolConfig:
 
     family: `n_b0` b=0 measurements, then one shell per entry of `shells` (a b range in ms/µm², one b
     drawn per shell and voxel), each with a number of random directions drawn from `directions`;
-    δ and Δ (ms) drawn per voxel from their ranges with δ < Δ.
+    δ and Δ (ms) drawn per voxel from their ranges with δ < Δ. `n_shells` [lo, hi] (optional) makes the
+    number of shells vary: each protocol uses a random subset of that many of the `shells` ranges (so one
+    network serves, e.g., 2- and 3-shell protocols); omitted, every protocol has all of them.
     fixed: a shipped protocol by `name` (`sbi_dmri.protocols`, e.g. hcp_3shell), or `bval` (s/mm²) and
     `bvec` files with single numbers for `delta` and `Delta` (ms).
     """
@@ -62,6 +64,7 @@ class ProtocolConfig:
     shells: tuple[Range, ...] = ((0.9, 1.1), (1.9, 2.1), (2.9, 3.1))
     directions: IntRange = (20, 40)
     n_b0: IntRange = (1, 4)
+    n_shells: IntRange | None = None
     delta: Range = (10.0, 20.0)
     Delta: Range = (25.0, 45.0)
     name: str | None = None
@@ -80,12 +83,16 @@ class NoiseConfig:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    encoder: Literal["set", "mlp"] = "set"
+    encoder: Literal["separable", "set", "mlp"] = "set"
     hidden: int = 128
     depth: int = 3
     flow: Literal["spline", "affine"] = "spline"
     flow_layers: int = 4
     quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    #: K, signal functions of the separable encoder (1, s and K − 2 learnt ones).
+    n_basis: int = 8
+    #: width of the flow's conditioners (default: `hidden`); they run once per posterior draw.
+    flow_hidden: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +117,10 @@ class TrainingConfig:
     stats_samples: int = 20000
     #: steps between progress/tracker logs.
     log_every: int = 100
+    #: protocols drawn per batch from a protocol family, each shared by batch_size / this many voxels
+    #: (as in a volume, where every voxel has the same protocol; the set encoders then compute the
+    #: protocol half once per protocol). 0: one protocol per voxel.
+    protocols_per_batch: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +359,13 @@ def validate(config: Config) -> None:
                 raise ConfigError(f"protocol.shells[{i}]", f"b up to {s[1]} looks like s/mm²; use ms/µm² (÷1000)")
         ordered("protocol.directions", p.directions, low=1)
         ordered("protocol.n_b0", p.n_b0, low=1)
+        if p.n_shells is not None:
+            ordered("protocol.n_shells", p.n_shells, low=1)
+            if p.n_shells[1] > len(p.shells):
+                raise ConfigError("protocol.n_shells", f"at most {p.n_shells[1]} shells but only {len(p.shells)} "
+                                  "shell ranges are given")
+        if any(a[1] > b[0] for a, b in zip(p.shells, p.shells[1:])):
+            raise ConfigError("protocol.shells", "shell ranges must be increasing and not overlap")
         ordered("protocol.delta", p.delta)
         ordered("protocol.Delta", p.Delta)
         positive("protocol.delta", p.delta[0])
@@ -378,6 +396,10 @@ def validate(config: Config) -> None:
                           "(use encoder: set for a protocol family)")
     for k in ("hidden", "depth", "flow_layers"):
         positive(f"network.{k}", getattr(net, k))
+    if net.flow_hidden is not None:
+        positive("network.flow_hidden", net.flow_hidden)
+    if net.n_basis < 3:
+        raise ConfigError("network.n_basis", f"must be ≥ 3 (1, s and a learnt function), got {net.n_basis}")
     for q in net.quantiles:
         if not 0.0 < q < 1.0:
             raise ConfigError("network.quantiles", f"quantiles must lie in (0, 1), got {q}")
@@ -394,6 +416,10 @@ def validate(config: Config) -> None:
     t = config.training
     for k in ("steps", "batch_size", "stats_samples", "log_every"):
         positive(f"training.{k}", getattr(t, k))
+    if t.protocols_per_batch < 0 or (t.protocols_per_batch and t.batch_size % t.protocols_per_batch):
+        raise ConfigError("training.protocols_per_batch",
+                          f"must be 0 (one per voxel) or divide training.batch_size = {t.batch_size}, "
+                          f"got {t.protocols_per_batch}")
     e = config.evaluation
     if e.every < 0:
         raise ConfigError("evaluation.every", f"must be ≥ 0, got {e.every}")

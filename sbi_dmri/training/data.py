@@ -42,6 +42,8 @@ class Simulation:
         clean: (B, M) noise-free E = S/S0 (model.signal), 0 at padded slots.
         noisy: (B, M) clean plus noise, before normalisation, 0 at padded slots.
         signals: (B, M) noisy / mean of the voxel's noisy b0 measurements, 0 at padded slots.
+        groups: G > 0 when the B voxels come in G consecutive groups sharing one protocol; 0 when each
+            voxel has its own (static).
     """
 
     params: dict
@@ -51,10 +53,12 @@ class Simulation:
     clean: jax.Array
     noisy: jax.Array
     signals: jax.Array
+    groups: int = 0
 
 
 jax.tree_util.register_dataclass(
-    Simulation, data_fields=["params", "acquisition", "mask", "snr", "clean", "noisy", "signals"], meta_fields=[]
+    Simulation, data_fields=["params", "acquisition", "mask", "snr", "clean", "noisy", "signals"],
+    meta_fields=["groups"],
 )
 
 
@@ -67,11 +71,21 @@ class Simulator:
     protocol: Protocol
     noise: NoiseConfig
 
-    def simulate(self, key, n: int) -> Simulation:
-        """`n` voxels (call inside `jit`; `n` is static)."""
+    def simulate(self, key, n: int, groups: int = 0) -> Simulation:
+        """`n` voxels (call inside `jit`; `n` and `groups` are static).
+
+        groups: 0 draws a protocol per voxel; G > 0 (dividing n) draws G protocols, each shared by n/G
+            consecutive voxels (a volume's situation; the set encoders then do their protocol half G times).
+        """
         k_prior, k_protocol, k_snr, k_noise = jax.random.split(key, 4)
         params = self.prior.sample(k_prior, n)
-        acq, mask = jax.vmap(self.protocol.sample)(jax.random.split(k_protocol, n))
+        if groups:
+            if n % groups:
+                raise ValueError(f"{groups} protocol groups do not divide {n} voxels")
+            acq, mask = jax.vmap(self.protocol.sample)(jax.random.split(k_protocol, groups))
+            acq, mask = jax.tree_util.tree_map(lambda x: jnp.repeat(x, n // groups, axis=0), (acq, mask))
+        else:
+            acq, mask = jax.vmap(self.protocol.sample)(jax.random.split(k_protocol, n))
         clean = jax.vmap(self.model.signal)(acq, params)
         clean = jnp.where(mask, clean, 0.0).astype(jnp.float32)
         snr = self._snr(k_snr, n)
@@ -85,7 +99,7 @@ class Simulator:
         # rare and stay in the training set as what a scanner would deliver after clipping).
         s0 = jnp.where(s0 > 1e-3, s0, 1e-3)
         signals = jnp.where(mask, noisy / s0[:, None], 0.0)
-        return Simulation(params, acq, mask, snr, clean, noisy, signals)
+        return Simulation(params, acq, mask, snr, clean, noisy, signals, groups)
 
     def _snr(self, key, n):
         if self.noise.kind == "none":
@@ -108,7 +122,11 @@ def network_batch(sim: Simulation, space) -> dict:
     from ..networks.parameter_space import dti_frame
 
     acq = sim.acquisition
-    features = jax.vmap(protocol_features)(acq)
+    if sim.groups:  # one feature table per group (the first voxel of each): (G, M, F)
+        per_group = jax.tree_util.tree_map(lambda x: x[:: x.shape[0] // sim.groups], acq)
+        features = jax.vmap(protocol_features)(per_group)
+    else:
+        features = jax.vmap(protocol_features)(acq)
     frame = dti_frame(sim.signals, sim.mask, jnp.asarray(acq.bvalues), jnp.asarray(acq.directions))
     theta = space.to_theta(sim.params, frame)
     return {"signals": sim.signals, "mask": sim.mask, "protocol": features, "frame": frame, "theta": theta}

@@ -70,7 +70,8 @@ def build_network(config: Config, space, n_measurements: int, *, rngs: nnx.Rngs)
     return AmortizedPosterior(
         parameter_dim=space.dim, feature_dim=FEATURE_DIM, encoder=net.encoder,
         n_measurements=n_measurements if net.encoder == "mlp" else None, hidden=net.hidden, depth=net.depth,
-        flow=net.flow, flow_layers=net.flow_layers, quantiles=net.quantiles,
+        flow=net.flow, flow_layers=net.flow_layers, quantiles=net.quantiles, n_basis=net.n_basis,
+        flow_hidden=net.flow_hidden,
         frame_input=space.has_orientation, rngs=rngs,
     )
 
@@ -110,13 +111,16 @@ def init_state(config: Config, space, n_measurements: int, tx: optax.GradientTra
     return graphdef, state
 
 
-def make_train_step(graphdef, simulator: Simulator, space, batch_size: int, mesh):
-    """`train_step(state, data_key, step) -> (state, metrics)`, jitted; `state` is nnx.split((net, opt))[1]."""
+def make_train_step(graphdef, simulator: Simulator, space, batch_size: int, mesh, protocols_per_batch: int = 0):
+    """`train_step(state, data_key, step) -> (state, metrics)`, jitted; `state` is nnx.split((net, opt))[1].
+
+    protocols_per_batch: G > 0 draws G protocols per batch, each shared by batch_size/G voxels; 0, one each.
+    """
 
     def train_step(state, data_key, step):
         TRACES["train_step"] += 1
         model, optimizer = nnx.merge(graphdef, state)
-        sim = simulator.simulate(jax.random.fold_in(data_key, step), batch_size)
+        sim = simulator.simulate(jax.random.fold_in(data_key, step), batch_size, protocols_per_batch)
         batch = shard_batch(network_batch(sim, space), mesh, batch_size)
 
         def loss_fn(m):
@@ -176,7 +180,7 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
         best_loss = best["val_loss"] if best else float("inf")
         state = nnx.state((model, optimizer))
     state = replicate(state, mesh)
-    train_step = make_train_step(graphdef, simulator, space, tc.batch_size, mesh)
+    train_step = make_train_step(graphdef, simulator, space, tc.batch_size, mesh, tc.protocols_per_batch)
     eval_step = make_eval_step(graphdef, simulator, space, config.evaluation.n_sims)
 
     base_meta = {

@@ -7,7 +7,8 @@ with a boolean mask:
     slots [0, n_b0_max)                          b = 0 measurements, the first n_b0 real
     slots n_b0_max + s·dirs_max + [0, dirs_max)  shell s: the first n_dirs[s] real
 
-Per voxel: n_b0 ~ U{n_b0}, n_dirs[s] ~ U{directions}, b_s ~ U(shells[s]) (ms/µm²), directions uniform
+Per voxel: n_b0 ~ U{n_b0}, n_dirs[s] ~ U{directions}, b_s ~ U(shells[s]) (ms/µm²), and with `n_shells`
+a random subset of n ~ U{n_shells} shells kept (the others' slots masked), directions uniform
 on the sphere, δ ~ U(δ_lo, min(δ_hi, Δ_hi)) and Δ ~ U(max(Δ_lo, δ), Δ_hi) (ms), so δ ≤ Δ always holds. Padded slots
 carry the shell's b-value and a valid direction (the model evaluates them; the mask removes them).
 """
@@ -36,6 +37,7 @@ class ProtocolFamily:
         directions: (min, max) directions per shell, inclusive.
         n_b0: (min, max) b = 0 measurements, inclusive; min ≥ 1 (signals are normalised by them).
         delta, Delta: (min, max) pulse duration and separation.
+        n_shells: (min, max) shells a protocol uses, a random subset of `shells`; None: all of them.
     """
 
     shells: tuple[tuple[float, float], ...]
@@ -43,6 +45,11 @@ class ProtocolFamily:
     n_b0: tuple[int, int]
     delta: tuple[float, float]
     Delta: tuple[float, float]
+    n_shells: tuple[int, int] | None = None
+
+    @property
+    def shell_count_range(self) -> tuple[int, int]:
+        return (len(self.shells), len(self.shells)) if self.n_shells is None else tuple(self.n_shells)
 
     @property
     def n_max(self) -> int:
@@ -51,14 +58,20 @@ class ProtocolFamily:
 
     def sample(self, key) -> tuple[Acquisition, jax.Array]:
         """One voxel's protocol: an `Acquisition` with (M_max,) traced fields, and its (M_max,) mask."""
-        k_nb0, k_ndir, k_b, k_dir, k_delta, k_Delta = jax.random.split(key, 6)
-        n_shells, d_max, b0_max = len(self.shells), self.directions[1], self.n_b0[1]
+        k_nb0, k_ndir, k_b, k_dir, k_delta, k_Delta, k_keep = jax.random.split(key, 7)
+        n_ranges, d_max, b0_max = len(self.shells), self.directions[1], self.n_b0[1]
         n_b0 = jax.random.randint(k_nb0, (), self.n_b0[0], self.n_b0[1] + 1)
-        n_dirs = jax.random.randint(k_ndir, (n_shells,), self.directions[0], self.directions[1] + 1)
+        n_dirs = jax.random.randint(k_ndir, (n_ranges,), self.directions[0], self.directions[1] + 1)
         lo = jnp.array([s[0] for s in self.shells], jnp.float32)
         hi = jnp.array([s[1] for s in self.shells], jnp.float32)
-        b_shell = jax.random.uniform(k_b, (n_shells,), minval=lo, maxval=hi)
+        b_shell = jax.random.uniform(k_b, (n_ranges,), minval=lo, maxval=hi)
 
+        lo_n, hi_n = self.shell_count_range
+        if (lo_n, hi_n) != (n_ranges, n_ranges):
+            # keep a uniformly random subset of n_keep shells: those whose random score ranks below n_keep
+            n_keep = jax.random.randint(k_keep, (), lo_n, hi_n + 1)
+            rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_keep, (n_ranges,))))
+            n_dirs = jnp.where(rank < n_keep, n_dirs, 0)
         slot = jnp.arange(d_max)
         mask = jnp.concatenate([jnp.arange(b0_max) < n_b0, (slot[None, :] < n_dirs[:, None]).reshape(-1)])
         b = jnp.concatenate([jnp.zeros(b0_max), jnp.repeat(b_shell, d_max)])
@@ -81,16 +94,24 @@ class ProtocolFamily:
         if not self.n_b0[0] <= n_b0 <= self.n_b0[1]:
             problems.append(f"{n_b0} b=0 measurements (trained on {self.n_b0[0]}–{self.n_b0[1]})")
         shell_b, index = acquisition.shells(SHELL_TOLERANCE)
-        weighted = [(sb, int(np.sum(index == i))) for i, sb in enumerate(shell_b) if sb > B0_THRESHOLD]
-        if len(weighted) != len(self.shells):
+        weighted = sorted((float(sb), int(np.sum(index == i))) for i, sb in enumerate(shell_b) if sb > B0_THRESHOLD)
+        lo_n, hi_n = self.shell_count_range
+        ranges = [list(s) for s in self.shells]
+        if not lo_n <= len(weighted) <= hi_n:
             problems.append(
-                f"{len(weighted)} shells at b = {[round(float(s), 3) for s, _ in weighted]} ms/µm² "
-                f"(trained on {len(self.shells)} shells in {[list(s) for s in self.shells]})"
+                f"{len(weighted)} shells at b = {[round(s, 3) for s, _ in weighted]} ms/µm² "
+                f"(trained on {lo_n if lo_n == hi_n else f'{lo_n}–{hi_n}'} shells in {ranges})"
             )
         else:
-            for (sb, count), (lo, hi) in zip(weighted, self.shells):
-                if not lo - SHELL_TOLERANCE <= sb <= hi + SHELL_TOLERANCE:
-                    problems.append(f"shell b = {sb:.3g} ms/µm² outside the trained range [{lo}, {hi}]")
+            # each shell must fall in its own trained b range, in increasing order
+            r = 0
+            for sb, count in weighted:
+                while r < len(self.shells) and sb > self.shells[r][1] + SHELL_TOLERANCE:
+                    r += 1
+                if r == len(self.shells) or sb < self.shells[r][0] - SHELL_TOLERANCE:
+                    problems.append(f"shell b = {sb:.3g} ms/µm² is not in a trained range of its own {ranges}")
+                    break
+                r += 1
                 if not self.directions[0] <= count <= self.directions[1]:
                     problems.append(f"shell b = {sb:.3g} has {count} directions (trained on {self.directions[0]}–{self.directions[1]})")
         if not acquisition.is_waveform:
@@ -149,6 +170,7 @@ def build_protocol(config: ProtocolConfig) -> Protocol:
         return ProtocolFamily(
             shells=tuple(tuple(s) for s in config.shells), directions=tuple(config.directions),
             n_b0=tuple(config.n_b0), delta=tuple(config.delta), Delta=tuple(config.Delta),
+            n_shells=None if config.n_shells is None else tuple(config.n_shells),
         )
     if config.name is not None:
         from ..protocols import load_protocol
@@ -177,6 +199,7 @@ def protocol_from_json(d: dict) -> Protocol:
         return ProtocolFamily(
             shells=tuple(tuple(s) for s in d["shells"]), directions=tuple(d["directions"]), n_b0=tuple(d["n_b0"]),
             delta=tuple(d["delta"]), Delta=tuple(d["Delta"]),
+            n_shells=None if d.get("n_shells") is None else tuple(d["n_shells"]),  # absent before n_shells existed
         )
     acq = Acquisition.pgse(d["bvalues"], d["directions"], delta=d["delta"], Delta=d["Delta"])
     return FixedProtocol(acq)

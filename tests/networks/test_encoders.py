@@ -1,11 +1,13 @@
-"""Set encoder: permutation and padding invariance, protocol half computed once = naive per voxel."""
+"""Set encoders: permutation and padding invariance, protocol half computed once = naive per voxel,
+protocol groups = per-voxel protocols, and the separable encoder's contraction = its token sum."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
-from sbi_dmri.networks.encoders import MLPEncoder, SetEncoder
+from sbi_dmri.networks.encoders import MLPEncoder, SeparableSetEncoder, SetEncoder
 from sbi_dmri.networks.features import FEATURE_DIM, pad_measurements, protocol_features
 
 from .conftest import ball_stick_protocol
@@ -13,8 +15,11 @@ from .conftest import ball_stick_protocol
 B, M, H = 5, 62, 16
 
 
-def _setup():
-    enc = SetEncoder(FEATURE_DIM, H, 8, 2, extra_dim=9, rngs=nnx.Rngs(0))
+ENCODERS = {"set": SetEncoder, "separable": SeparableSetEncoder}
+
+
+def _setup(kind="set"):
+    enc = ENCODERS[kind](FEATURE_DIM, H, 8, 2, extra_dim=9, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(enc)
     protocol = protocol_features(ball_stick_protocol())
     signals = jax.random.uniform(jax.random.PRNGKey(1), (B, M), minval=0.1, maxval=1.0)
@@ -33,8 +38,9 @@ def test_protocol_features_are_sign_invariant_and_scaled():
     np.testing.assert_allclose(f[:, [0, 7, 8, 9]][5], [1.0, 0.1, 0.3, 0.6], rtol=1e-6)
 
 
-def test_permutation_and_padding_invariance():
-    enc, graphdef, state, protocol, signals, extra = _setup()
+@pytest.mark.parametrize("kind", ["set", "separable"])
+def test_permutation_and_padding_invariance(kind):
+    enc, graphdef, state, protocol, signals, extra = _setup(kind)
     mask = jnp.ones((B, M), bool)
 
     @jax.jit
@@ -83,3 +89,42 @@ def test_mlp_encoder_ignores_masked_entries():
     s = jax.random.uniform(jax.random.PRNGKey(1), (B, M))
     mask = jnp.ones((B, M), bool).at[:, -3:].set(False)
     np.testing.assert_allclose(enc(s, mask), enc(s.at[:, -3:].set(99.0), mask), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["set", "separable"])
+def test_protocol_groups_equal_per_voxel_protocols(kind):
+    """(G, M, F) protocols, voxel b using group b // (B/G), = the (B, M, F) per-voxel expansion."""
+    enc, graphdef, state, protocol, _, _ = _setup(kind)
+    G, r = 3, 2
+    signals = jax.random.uniform(jax.random.PRNGKey(1), (G * r, M), minval=0.1, maxval=1.0)
+    extra = jax.random.normal(jax.random.PRNGKey(2), (G * r, 9))
+    mask = jnp.ones((G * r, M), bool).at[2:4, -7:].set(False)
+    protocols = jnp.stack([protocol, protocol * 1.1, protocol[::-1]])  # three different tables
+    per_voxel = jnp.repeat(protocols, r, axis=0)
+    grouped = enc(signals, mask, protocols, extra)
+    np.testing.assert_allclose(grouped, enc(signals, mask, per_voxel, extra), atol=1e-5)
+    assert float(jnp.max(jnp.abs(grouped - enc(signals, mask, jnp.repeat(protocols[::-1], r, axis=0), extra)))) > 1e-3
+    with pytest.raises(ValueError, match="divide"):
+        enc(signals[:5], mask[:5], protocols, extra[:5])
+
+
+def test_separable_contraction_equals_explicit_token_sum():
+    """pooled = (1/n) Σ_j mask_j Σ_k g_k(s_j) A_k(p_j), written out token by token in NumPy."""
+    enc, _, _, protocol, signals, _ = _setup("separable")
+    mask = jnp.ones((B, M), bool).at[1, 10:30].set(False)
+    A = np.asarray(enc.protocol_embedding(protocol), np.float64)  # (M, K, H)
+    g = np.asarray(enc.basis(signals), np.float64)  # (B, M, K)
+    np.testing.assert_allclose(g[..., 0], 1.0)
+    np.testing.assert_allclose(g[..., 1], np.asarray(signals))
+    m = np.asarray(mask)
+    expected = np.stack([sum(g[b, j] @ A[j] for j in range(M) if m[b, j]) / m[b].sum() for b in range(B)])
+    # the head's input is [pooled, log n / log 1000, extra]; compare the pooled part through a probe
+    captured = {}
+    head = enc.head
+    enc.head = lambda x: captured.setdefault("x", x)
+    try:
+        enc.encode(signals, mask, enc.protocol_embedding(protocol), jnp.zeros((B, 9)))
+    finally:
+        enc.head = head
+    np.testing.assert_allclose(np.asarray(captured["x"])[:, :H], expected, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(captured["x"])[:, H], np.log(m.sum(1)) / np.log(1000.0), rtol=1e-6)

@@ -31,34 +31,46 @@ def n_params(*, n_bins: int) -> int:
 
 
 def _knots(logits, bound):
-    K = logits.shape[-1]
-    frac = MIN_BIN + (1.0 - MIN_BIN * K) * jax.nn.softmax(logits, axis=-1)
-    cum = jnp.concatenate([jnp.zeros_like(frac[..., :1]), jnp.cumsum(frac, axis=-1)], axis=-1)
-    knots = -bound + 2.0 * bound * cum
-    # pin the ends exactly (cumsum rounding)
-    return knots.at[..., 0].set(-bound).at[..., -1].set(bound)
+    """K bin logits (a list of arrays) → K + 1 increasing knots from −bound to bound (a list)."""
+    K = len(logits)
+    top = logits[0]
+    for v in logits[1:]:
+        top = jnp.maximum(top, v)
+    e = [jnp.exp(v - top) for v in logits]
+    total = e[0]
+    for v in e[1:]:
+        total = total + v
+    scale = 2.0 * bound * (1.0 - MIN_BIN * K) / total
+    knots = [jnp.full_like(top, -bound)]
+    for k in range(K - 1):
+        knots.append(knots[-1] + (2.0 * bound * MIN_BIN + scale * e[k]))
+    knots.append(jnp.full_like(top, bound))  # the ends pinned exactly (no cumsum rounding)
+    return knots
 
 
 def _unpack(params, bound):
+    # Bins are handled as Python lists of (...)-shaped arrays, unrolled over the K bins, rather than
+    # as a trailing axis of length K: every operation is then elementwise over the batch and XLA fuses
+    # the whole spline into one loop. Reductions and gathers over a short trailing axis are slow on CPU
+    # (they dominated the flow's sampling time).
     K = (params.shape[-1] + 1) // 3
-    xk = _knots(params[..., :K], bound)
-    yk = _knots(params[..., K : 2 * K], bound)
-    d_in = MIN_DERIVATIVE + jax.nn.softplus(params[..., 2 * K :] + _SHIFT)
-    ones = jnp.ones_like(d_in[..., :1])
-    d = jnp.concatenate([ones, d_in, ones], axis=-1)
+    cols = [params[..., i] for i in range(params.shape[-1])]
+    xk = _knots(cols[:K], bound)
+    yk = _knots(cols[K : 2 * K], bound)
+    ones = jnp.ones_like(cols[0])
+    d = [ones] + [MIN_DERIVATIVE + jax.nn.softplus(c + _SHIFT) for c in cols[2 * K :]] + [ones]
     return xk, yk, d
 
 
-def _gather(a, idx):
-    return jnp.take_along_axis(a, idx[..., None], axis=-1)[..., 0]
-
-
 def _bin_values(knots_for_search, v, xk, yk, d):
-    K = xk.shape[-1] - 1
-    idx = jnp.clip(jnp.sum(v[..., None] >= knots_for_search[..., 1:-1], axis=-1), 0, K - 1)
-    x0, x1 = _gather(xk, idx), _gather(xk, idx + 1)
-    y0, y1 = _gather(yk, idx), _gather(yk, idx + 1)
-    d0, d1 = _gather(d, idx), _gather(d, idx + 1)
+    """Left knot, width, left height, height, end derivatives of the bin holding v (clipped to the range)."""
+    K = len(xk) - 1
+    x0, x1, y0, y1, d0, d1 = xk[0], xk[1], yk[0], yk[1], d[0], d[1]
+    for k in range(1, K):  # the last interior knot ≤ v wins (knots increase)
+        right = v >= knots_for_search[k]
+        x0, x1 = jnp.where(right, xk[k], x0), jnp.where(right, xk[k + 1], x1)
+        y0, y1 = jnp.where(right, yk[k], y0), jnp.where(right, yk[k + 1], y1)
+        d0, d1 = jnp.where(right, d[k], d0), jnp.where(right, d[k + 1], d1)
     return x0, x1 - x0, y0, y1 - y0, d0, d1
 
 
