@@ -4,7 +4,9 @@ Physics (see PHYSICS.md, "Monte Carlo: what a correct walker does"):
 - each step has fixed length s = √(6 D dt) in a uniformly random direction (cos θ and φ uniform);
 - walls reflect elastically (specularly), iterated inside the step until its length is spent (a
   bounded `lax.while_loop`, never rejection sampling); a permeable wall is crossed with probability
-  P = (2/3) κ s / D (Fieremans & Lee, NeuroImage 182:39, 2018, the 3-D constant);
+  P = (2/3) κ s / D (Fieremans & Lee, NeuroImage 182:39, 2018, the 3-D constant). Only the few spins
+  whose straight step passes near a wall (a cheap screen over all spins) are gathered into that loop;
+  the others move straight, exactly as the loop would move them;
 - the phase is φ = γ Σ_k G_k · x̄_k dt with x̄_k the mean of the step's end points (the step
   midpoint), x relative to each walker's start (float32), G_k in the substrate's local frame.
 
@@ -32,9 +34,10 @@ WALL_OFFSET = 2e-4
 WALL_SLACK = 1e-5
 #: Segments passing this close (µm) to a wall go through the exact reflection loop (a safe screen).
 HIT_MARGIN = 1e-3
-#: The reflection loop takes the flagged spins 1/RESOLVE_SHARE of a chunk at a time (≈ 5 % are flagged per
-#: step in a cylinder at s/R = 0.1; more take further rounds).
-RESOLVE_SHARE = 16
+#: The reflection loop takes the flagged spins in batches of 1/RESOLVE_SHARE of a chunk (usually one
+#: batch: at s/R = 0.1, ≈ 5 % are flagged per step in a cylinder, 7.5 % in a sphere). A lax.switch over
+#: several batch sizes was no faster and doubled the compile time.
+RESOLVE_SHARE = 12
 
 
 def _uniform(keypair, counter_a, counter_b):
@@ -175,11 +178,11 @@ def _may_hit(geom, pos, end):
         d1 = [end[c] - centres[c, k] for c in range(axes)]
         r0, r1 = sum(x * x for x in d0), sum(x * x for x in d1)
         b0, b1 = sum(x * y for x, y in zip(d0, seg)), sum(x * y for x, y in zip(d1, seg))
-        # Nearest point: an end point unless the foot of the perpendicular lies inside the segment.
-        perp = r0 - b0 * b0 / jnp.maximum(a, 1e-30)
-        nearest = jnp.where(b0 >= 0, r0, jnp.where(b1 <= 0, r1, perp))
-        R = radii[k]
-        may = may | ((jnp.maximum(r0, r1) > (R - m) ** 2) & (nearest < (R + m) ** 2))
+        # Nearest point: an end point, or the foot of the perpendicular when it lies inside the segment
+        # (b0 < 0 < b1; distance² = r0 − b0²/a, compared multiplied through by a ≥ 0: no division).
+        R_in, R_out = (radii[k] - m) ** 2, (radii[k] + m) ** 2
+        near = (jnp.minimum(r0, r1) < R_out) | ((b0 < 0) & (b1 > 0) & (r0 * a - b0 * b0 < R_out * a))
+        may = may | ((jnp.maximum(r0, r1) > R_in) & near)
     return may
 
 
@@ -219,35 +222,60 @@ def _reflect(geom, pos, u, step, transit_draw, p_transit, max_reflections):
     return pos
 
 
-def _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections, n_resolve):
+def _pack_flags(mask):
+    """Bit-pack a (n,) bool mask (n a multiple of 32) for `_nth_flagged`.
+
+    Returns words (n/32,) uint32 (bit i of word w = mask[32 w + i]) and the inclusive running count of
+    set bits per word (n/32,) int32: a prefix sum over n/32 entries instead of n (XLA's CPU cumsum and
+    nonzero cost ~10 ns per entry, more than the whole reflection work they would select).
+    """
+    n = mask.shape[0]
+    shifts = jnp.arange(32, dtype=jnp.uint32)
+    words = jnp.sum(mask.reshape(n // 32, 32).astype(jnp.uint32) << shifts[None, :], axis=1, dtype=jnp.uint32)
+    return words, jnp.cumsum(jax.lax.population_count(words).astype(jnp.int32))
+
+
+def _nth_flagged(words, running, j, fill):
+    """Index of the j-th (0-based, (m,) int32) set entry of the packed mask; `fill` where there is none."""
+    w = jnp.minimum(jnp.searchsorted(running, j, side="right", method="scan_unrolled"), words.shape[0] - 1)
+    x = words[w]
+    k = j - running[w] + jax.lax.population_count(x).astype(jnp.int32)  # rank inside word w
+    bit = jnp.zeros_like(j)
+    for width in (16, 8, 4, 2, 1):  # binary search for the k-th set bit of x
+        low = jax.lax.shift_right_logical(x, bit.astype(jnp.uint32)) & jnp.uint32((1 << width) - 1)
+        n_low = jax.lax.population_count(low).astype(jnp.int32)
+        up = k >= n_low
+        bit = bit + jnp.where(up, width, 0)
+        k = k - jnp.where(up, n_low, 0)
+    return jnp.where(j < running[-1], 32 * w + bit, fill)
+
+
+def _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections):
     """Advance walkers (3, n) by `step` along u, walls included.
 
     Almost every step touches no wall (≈ s/(2R) of the spins do, 5 % at s/R = 0.1), so the walls are
     not worked out for every spin: `_may_hit` screens all of them cheaply, and only the flagged ones are
-    gathered, `n_resolve` at a time (a while_loop over rounds, usually one), through the reflection loop
-    `_reflect`, then scattered back. Every spin's walk is the same whichever path or round it takes
-    (each spin's reflections depend on its own state and random numbers only), so chunking still does
-    not change a bit. transit_draw(i, spin) gives the membrane-crossing uniforms of those spins.
+    gathered, 1/RESOLVE_SHARE of the chunk at a time (a loop over rounds, usually one), taken through
+    the reflection loop `_reflect`, then scattered back. Every spin's walk is the same whichever round
+    it falls in (its reflections depend on its own state and random numbers only), so chunking still
+    does not change a bit. transit_draw(i, spin) gives the membrane-crossing uniforms of those spins.
     """
     end = pos + step * u
     if geom.kind == "free":
         return end
     n = pos.shape[1]
+    words, running = _pack_flags(_may_hit(geom, pos, end))
+    size = max(32, n // RESOLVE_SHARE)
 
-    def pending(state):
-        return jnp.any(state[1])
-
-    def resolve_some(state):
-        new, todo = state
-        idx = jnp.nonzero(todo, size=n_resolve, fill_value=n)[0]  # fill = out of range: dropped below
-        take = lambda a: jnp.take(a, idx, axis=-1, mode="fill", fill_value=0)  # noqa: E731
+    def resolve_round(r, new):
+        idx = _nth_flagged(words, running, r * size + jnp.arange(size, dtype=jnp.int32), n)
+        take = lambda a: jnp.take(a, idx, axis=-1, mode="fill", fill_value=0)  # noqa: E731 (fill: dropped below)
         sub_spin = take(spin)
         moved = _reflect(geom, take(pos), take(u), step, lambda i: transit_draw(i, sub_spin), p_transit,
                          max_reflections)
-        return new.at[:, idx].set(moved, mode="drop"), todo.at[idx].set(False, mode="drop")
+        return new.at[:, idx].set(moved, mode="drop")
 
-    new, _ = jax.lax.while_loop(pending, resolve_some, (end, _may_hit(geom, pos, end)))
-    return new
+    return jax.lax.fori_loop(0, (running[-1] + size - 1) // size, resolve_round, end)
 
 
 def _initial_positions(geom, keypair, spin):
@@ -300,7 +328,6 @@ def run_chunk(geom, keypairs, spin, n_spins, basis, coeffs, step, p_transit, gam
     n = spin.shape[0]
     nb = n // BLOCK
     r = basis.shape[1]
-    n_resolve = max(1, n // RESOLVE_SHARE)
     start = _initial_positions(geom, keypairs[2], spin)
     labels = _labels(geom, start)
 
@@ -313,7 +340,7 @@ def run_chunk(geom, keypairs, spin, n_spins, basis, coeffs, step, p_transit, gam
             counter = k * jnp.uint32(max_reflections) + i.astype(jnp.uint32)
             return _uniform(keypairs[1], spins, jnp.broadcast_to(counter, spins.shape))[0]
 
-        new = _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections, n_resolve)
+        new = _move(geom, pos, u, step, spin, transit_draw, p_transit, max_reflections)
         dx = new - pos
         acc = acc + (disp + 0.5 * dx)[:, None, :] * p_k[None, :, None]
         return (_wrap(geom, new), disp + dx, acc), None
