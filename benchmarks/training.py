@@ -4,6 +4,7 @@ time for a full run of a config to reach the EVALUATION.md calibration gates.
     python benchmarks/training.py                                  # throughput, configs/ball_stick.yaml
     python benchmarks/training.py --config configs/tiny.yaml --repeats 5
     python benchmarks/training.py --full --workdir /tmp/bs_bench    # + full run and its gates
+    python benchmarks/training.py --config configs/ball_stick_3shell.yaml --full --recovery hcp_3shell --workdir runs/bs3
 
 Throughput is measured side by side in one process: simulation alone (prior → protocol → signal →
 noise → network batch) and the whole train step (simulation + loss + gradient + update), each the
@@ -79,6 +80,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="also train the config to the end and report its gates")
     ap.add_argument("--workdir", default="/tmp/sbi_dmri_training_benchmark")
+    ap.add_argument("--recovery", default=None, help="shipped protocol for the RMSE-vs-NLLS test (with --full)")
+    ap.add_argument("--recovery-sims", type=int, default=2000)
     args = ap.parse_args()
     config = load_config(args.config, args.overrides)
     print(f"# {args.config} {' '.join(args.overrides)} on {jax.devices()[0].platform} x{len(jax.devices())}")
@@ -103,6 +106,24 @@ def main():
             print(f"| coverage gate / SBC gate / TARP gate | {d['coverage_pass']} / {d['sbc_pass']} / {d['tarp_pass']} |")
             print(f"| SBC KS p | {', '.join(f'{k} {v:.3g}' for k, v in d['sbc_ks_p'].items())} |")
             print(f"| TARP ATC | {d['tarp_atc']:+.4f} |")
+        if args.recovery:
+            recovery(args, config)
+
+
+def recovery(args, config):
+    from sbi_dmri.inference.model_card import evaluate_checkpoint
+    from sbi_dmri.pretrained import load_pretrained
+    from sbi_dmri.protocols import load_protocol
+
+    net = load_pretrained(args.workdir)
+    snrs = tuple(sorted(set(config.noise.snr)))
+    ev = evaluate_checkpoint(net, load_protocol(args.recovery), snrs=snrs, n_sims=args.recovery_sims)
+    print(f"\n## {args.recovery}: {args.recovery_sims} noisy voxels per SNR (prior draws), posterior mean vs NLLS\n")
+    print("| SNR | parameter | network RMSE | NLLS RMSE | ratio | coverage / SBC / TARP gates |\n|---|---|---|---|---|---|")
+    for snr, r in ev["by_snr"].items():
+        gates = f"{r['coverage']['pass']} / {r['sbc']['pass']} / {r['tarp']['pass']} (ATC {r['tarp']['atc']:+.3f})"
+        for name, row in r["recovery"]["table"].items():
+            print(f"| {snr} | {name} | {row['rmse']:.4f} | {row['reference_rmse']:.4f} | {row['rmse_ratio']:.2f} | {gates} |")
 
 
 if __name__ == "__main__":

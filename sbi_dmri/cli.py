@@ -192,6 +192,8 @@ def _add_infer(sub):
     p.add_argument("--Delta", type=float, required=True, help="pulse separation Δ in ms")
     p.add_argument("--TE", type=float, default=None, help="echo time in ms (optional)")
     p.add_argument("--samples", type=int, default=100, help="posterior draws per voxel (0: point estimates only)")
+    p.add_argument("--snr", type=float, default=None,
+                   help="S0/σ of the scan for SNR-conditioned networks (default: estimated from the b=0 repeats)")
     p.add_argument("--chunk-size", type=int, default=2048, help="voxels per compiled batch (bounds memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="run even if the protocol is outside the network's training family")
@@ -204,7 +206,7 @@ def _run_infer(args):
 
     s = infer_volume(args.model, args.dwi, args.bval, args.bvec, mask=args.mask, delta=args.delta, Delta=args.Delta,
                      TE=args.TE, samples=args.samples, out_dir=args.out, force=args.force,
-                     chunk_size=args.chunk_size, seed=args.seed)
+                     chunk_size=args.chunk_size, seed=args.seed, snr=args.snr)
     for w in s["warnings"]:
         print(f"sbi-dmri: warning: {w}", file=sys.stderr)
     print(f"{s['n_voxels']} voxels, {s['samples']} draws each, in {s['seconds']['inference']:.1f} s; "

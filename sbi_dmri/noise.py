@@ -68,3 +68,46 @@ def log_likelihood(y, mu, sigma, kind: NoiseKind = "gaussian"):
     if kind == "rician":
         return jnp.sum(rician_log_likelihood(y, mu, sigma), axis=-1)
     raise ValueError(f"unknown noise kind {kind!r}; expected one of {NOISE_KINDS}")
+
+
+def estimate_snr(signals, b0_mask, *, valid=None):
+    """Per-voxel SNR = S0/σ from repeated b = 0 measurements, with one σ for the whole set of voxels.
+
+    σ² is the median over voxels of each voxel's sample variance of its b = 0 signals, divided by the
+    median of χ²_k/k (k = n_b0 − 1), which makes it unbiased for Gaussian noise (the median is robust to
+    voxels with motion or partial volume; the noise level of a magnitude image is close to uniform over a
+    volume while S0 varies, and a per-voxel estimate from a handful of b0s is too noisy: its relative
+    error is ≈ 1/√(2(n_b0 − 1))).
+    S0 is each voxel's mean b = 0 signal. At low SNR the Rician b0 mean is biased up by ≈ σ²/(2 S0) and
+    the b0 spread narrowed, both within a few percent for SNR ≥ 5.
+
+    Args:
+        signals: (V, M) raw intensities or S/S0 (any scale: the SNR is scale-free).
+        b0_mask: (M,) bool, the b = 0 measurements (at least 2 are needed).
+        valid: (V,) bool, voxels to take σ from (default: all with finite signals and S0 > 0).
+    Returns:
+        (snr (V,), sigma): SNR per voxel (NaN where S0 ≤ 0 or not finite) and the common σ (signal units).
+    """
+    import numpy as np
+    from scipy.stats import chi2
+
+    s = np.asarray(signals, np.float64)
+    b0 = np.asarray(b0_mask, bool)
+    if int(b0.sum()) < 2:
+        raise ValueError(f"estimating the SNR needs at least 2 b=0 measurements, the protocol has {int(b0.sum())}; "
+                         "give the SNR explicitly")
+    with np.errstate(invalid="ignore"):
+        s0 = np.mean(s[:, b0], axis=1)
+        var = np.var(s[:, b0], axis=1, ddof=1)
+    ok = np.isfinite(s0) & (s0 > 0) & np.isfinite(var)
+    if valid is not None:
+        ok &= np.asarray(valid, bool)
+    if not np.any(ok):
+        raise ValueError("no voxel with a finite, positive b=0 signal to estimate the noise level from")
+    k = int(b0.sum()) - 1
+    sigma = float(np.sqrt(np.median(var[ok]) * k / chi2.median(k)))
+    if not sigma > 0:
+        raise ValueError("the b=0 signals do not vary between repeats (σ = 0): give the SNR explicitly")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.where(np.isfinite(s0) & (s0 > 0), s0 / sigma, np.nan)
+    return snr, sigma

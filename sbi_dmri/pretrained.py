@@ -53,8 +53,17 @@ class PretrainedPosterior:
         self.source = source
         self._build_batch = jax.jit(_build_batch)
 
-    def batch(self, signals, acquisition: Acquisition) -> dict:
-        """The network batch for `signals` (B, M) measured with `acquisition` (checked against training)."""
+    @property
+    def needs_snr(self) -> bool:
+        """True when the posterior is conditioned on the voxel's SNR (`snr` argument, or estimated)."""
+        return bool(getattr(self.network, "snr_input", False))
+
+    def batch(self, signals, acquisition: Acquisition, snr=None) -> dict:
+        """The network batch for `signals` (B, M) measured with `acquisition` (checked against training).
+
+        snr: S0/σ, a number or (B,), for networks conditioned on it (`needs_snr`); None estimates it from
+            the b = 0 repeats (`resolve_snr`).
+        """
         if not isinstance(acquisition, Acquisition):
             raise TypeError(f"acquisition must be an sbi_dmri.Acquisition, got {type(acquisition).__name__}")
         self.protocol.check(acquisition)
@@ -75,18 +84,22 @@ class PretrainedPosterior:
                           Delta=acquisition.Delta, TE=None)
         features = protocol_features(acq)
         b0 = jnp.asarray(acquisition.bvalues <= B0_THRESHOLD)
+        snr_v = jnp.asarray(resolve_snr(self, s, acquisition, snr)[0], jnp.float32) if self.needs_snr else None
         return self._build_batch(jnp.asarray(s), features, b0, jnp.asarray(acquisition.bvalues, jnp.float32),
-                                 jnp.asarray(acquisition.directions, jnp.float32))
+                                 jnp.asarray(acquisition.directions, jnp.float32), snr_v)
 
-    def posterior(self, signals, acquisition: Acquisition, *, n_samples: int = 1000, key=None):
-        """`sbi_dmri.networks.Posterior` of the voxels (sample, log_prob, mean, std, quantile, point)."""
+    def posterior(self, signals, acquisition: Acquisition, *, n_samples: int = 1000, key=None, snr=None):
+        """`sbi_dmri.networks.Posterior` of the voxels (sample, log_prob, mean, std, quantile, point).
+
+        snr: S0/σ (a number or (B,)) for SNR-conditioned networks; None estimates it from the b0 repeats.
+        """
         from .networks.posterior import Posterior
 
-        return Posterior(self.network, self.batch(signals, acquisition), self.space, n_samples=n_samples, key=key)
+        return Posterior(self.network, self.batch(signals, acquisition, snr), self.space, n_samples=n_samples, key=key)
 
-    def estimate(self, signals, acquisition: Acquisition) -> dict[str, np.ndarray]:
+    def estimate(self, signals, acquisition: Acquisition, *, snr=None) -> dict[str, np.ndarray]:
         """Point estimates from the point head (one forward pass): {name: (B,) or (B, 3)} in the model's units."""
-        point = self.posterior(signals, acquisition, n_samples=1).point()
+        point = self.posterior(signals, acquisition, n_samples=1, snr=snr).point()
         return {k: np.asarray(v) for k, v in point["estimate"].items()}
 
     def __repr__(self):
@@ -94,7 +107,37 @@ class PretrainedPosterior:
                 f"step={self.meta.get('step')}, from {self.source!r})")
 
 
-def _build_batch(signals, features, b0, bvalues, directions):
+def resolve_snr(net, signals, acquisition: Acquisition, snr=None, valid=None) -> tuple[np.ndarray, str]:
+    """(V,) SNR = S0/σ for an SNR-conditioned network, clipped to its training range, and a sentence on how.
+
+    snr: a number or (V,) array given by the user; None estimates it (`noise.estimate_snr`: one σ from the
+    b = 0 repeats of all `valid` voxels, S0 per voxel). Values outside the training SNR range are clipped
+    to it (the network has not seen them) and the sentence says how many.
+    """
+    from .noise import estimate_snr
+
+    s = np.asarray(signals)
+    V = s.shape[0]
+    if snr is None:
+        values, sigma = estimate_snr(s, np.asarray(acquisition.bvalues) <= B0_THRESHOLD, valid=valid)
+        how = f"estimated: one σ = {sigma:.4g} (median b=0 spread over the voxels), S0 per voxel"
+    else:
+        values = np.broadcast_to(np.asarray(snr, np.float64), (V,)).copy()
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError("snr must be positive and finite")
+        how = "given"
+    noise = net.meta.get("noise") or {}
+    lo, hi = (float(v) for v in noise.get("snr", (0.0, np.inf)))
+    finite = np.isfinite(values)
+    outside = int(np.sum(finite & ((values < lo) | (values > hi))))
+    values = np.where(finite, np.clip(values, lo, hi), np.sqrt(lo * hi))
+    note = f"SNR {how}; median {np.median(values):.3g}"
+    if outside:
+        note += f"; {outside} of {V} voxels outside the training range [{lo:g}, {hi:g}] were clipped to it"
+    return values, note
+
+
+def _build_batch(signals, features, b0, bvalues, directions, snr=None):
     from .networks.parameter_space import dti_frame
 
     B, M = signals.shape
@@ -103,7 +146,10 @@ def _build_batch(signals, features, b0, bvalues, directions):
     signals = signals / s0[:, None]
     mask = jnp.ones((B, M), bool)
     frame = dti_frame(signals, mask, bvalues, directions)
-    return {"signals": signals, "mask": mask, "protocol": features, "frame": frame}
+    batch = {"signals": signals, "mask": mask, "protocol": features, "frame": frame}
+    if snr is not None:
+        batch["snr"] = snr
+    return batch
 
 
 def resolve_checkpoint(path_or_name: str) -> str:

@@ -47,3 +47,19 @@ def test_rician_log_likelihood_is_stable_and_normalised(x64):
 def test_summed_log_likelihood():
     y, mu = jnp.array([[0.5, 0.6]]), jnp.array([[0.5, 0.5]])
     assert float(log_likelihood(y, mu, 0.1)[0]) == pytest.approx(float(gaussian_log_likelihood(y, mu, 0.1).sum()))
+
+
+def test_estimate_snr_recovers_sigma_from_b0_repeats_and_refuses_too_few():
+    """One σ from the median b0 variance (χ² median corrected), S0 per voxel; Rician magnitude data."""
+    from sbi_dmri.noise import estimate_snr
+
+    rng = np.random.default_rng(0)
+    for n_b0 in (2, 6):
+        s0 = rng.uniform(200.0, 800.0, (20000, 1))
+        y = np.abs(s0 + 20.0 * rng.normal(size=(20000, n_b0 + 5)) + 20j * rng.normal(size=(20000, n_b0 + 5)))
+        b0 = np.arange(n_b0 + 5) < n_b0
+        snr, sigma = estimate_snr(y, b0)
+        assert abs(sigma / 20.0 - 1.0) < 0.03
+        assert abs(np.median(snr / (s0[:, 0] / 20.0)) - 1.0) < 0.03
+    with pytest.raises(ValueError, match="at least 2 b=0"):
+        estimate_snr(y, np.arange(n_b0 + 5) < 1)

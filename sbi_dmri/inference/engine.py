@@ -149,20 +149,20 @@ class _ChunkFunctions:
         q = jnp.asarray(INTERVAL, jnp.float32)
         signal = jax.vmap(jax.vmap(model.signal, in_axes=(None, 0)), in_axes=(None, 0))
 
-        def encode(state, raw, emb):
+        def encode(state, raw, emb, snr):
             network = nnx.merge(graphdef, state)
-            batch = _build_batch(raw, features, b0, acq.bvalues, acq.directions)
+            batch = _build_batch(raw, features, b0, acq.bvalues, acq.directions, snr if net.needs_snr else None)
             ctx = network.context_from_embedding(batch, emb) if set_encoder else network.context(batch)
             return network, batch, ctx
 
-        def point(state, raw, emb):
+        def point(state, raw, emb, snr):
             TRACES["point"] += 1
-            network, batch, ctx = encode(state, raw, emb)
+            network, batch, ctx = encode(state, raw, emb, snr)
             return space.from_theta(network.point(ctx)["mean"], batch["frame"])
 
-        def posterior(state, raw, emb, key, sigma):
+        def posterior(state, raw, emb, snr, key, sigma):
             TRACES["posterior"] += 1
-            network, batch, ctx = encode(state, raw, emb)
+            network, batch, ctx = encode(state, raw, emb, snr)
             theta = network.sample(ctx, key, n_draws)  # (C, n, D)
             frame = batch["frame"][:, None]
             params = space.from_theta(theta, frame)
@@ -202,7 +202,8 @@ def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, n
 
 
 def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, chunk_size: int = 2048,
-                 seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False) -> VoxelMaps:
+                 seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False,
+                 snr=None) -> VoxelMaps:
     """Amortized posterior summaries for every row of `signals` (V, M) measured with `acquisition`.
 
     The protocol is NOT checked here (`infer_volume` does, with its `force` switch).
@@ -217,7 +218,10 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         trust: compute the importance weights and Pareto k̂ (needs ≥ 25 draws and a noise model).
         progress: tqdm bar over chunks.
         warmup: run (and discard) the first chunk once before timing, so `seconds` excludes compilation.
+        snr: S0/σ, a number or (V,), for SNR-conditioned networks (`net.needs_snr`); None estimates it
+            (`pretrained.resolve_snr`). The trust check's likelihood then uses σ = 1/SNR (of S/S0).
     """
+    from ..pretrained import resolve_snr
     from ..diagnostics.importance import pareto_khat
 
     s = np.asarray(signals, np.float32)
@@ -238,7 +242,15 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         raise ValueError("no voxel has finite signals with a positive b=0 signal")
     placeholder = s[np.argmax(~invalid)]
     s = np.where(invalid[:, None], placeholder[None, :], s)
-    if trust:
+    if net.needs_snr:
+        snr_v, how_snr = resolve_snr(net, s, acquisition, snr, valid=~invalid)
+        notes.append(how_snr)
+    else:
+        snr_v = np.full(V, np.nan)
+    if trust and net.needs_snr:
+        sigma = 1.0 / snr_v
+        notes.append(f"trust likelihood: {noise['kind']} noise, σ = 1/SNR (the SNR the network was given)")
+    elif trust:
         sigma, how = noise_sigma(s, acquisition, noise)
         notes.append(f"trust likelihood: {noise['kind']} noise, σ {how}")
     else:
@@ -253,13 +265,16 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
     def run_chunk(i):
         raw = s[i * C:(i + 1) * C]
         sg = sigma[i * C:(i + 1) * C]
+        sn = snr_v[i * C:(i + 1) * C]
         pad = C - raw.shape[0]
         if pad:
             raw = np.concatenate([raw, np.repeat(placeholder[None, :], pad, axis=0)])
             sg = np.concatenate([sg, np.full(pad, sg[0] if sg.size else 0.05)])
+            sn = np.concatenate([sn, np.full(pad, sn[0] if sn.size else 20.0)])
+        sn = jnp.asarray(np.nan_to_num(sn, nan=20.0), jnp.float32)
         if samples == 0:
-            return {"mean": fns.point(fns.state, raw, fns.embedding)}
-        return fns.posterior(fns.state, raw, fns.embedding, jax.random.fold_in(key, i),
+            return {"mean": fns.point(fns.state, raw, fns.embedding, sn)}
+        return fns.posterior(fns.state, raw, fns.embedding, sn, jax.random.fold_in(key, i),
                              jnp.asarray(np.nan_to_num(sg, nan=0.05), jnp.float32))
 
     if warmup:

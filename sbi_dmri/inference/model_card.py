@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 
-def _theta_draws(net, signals, acquisition, truth, n_draws: int, key):
+def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float):
     """(samples (n, n_draws, D), truths (n, D)) in the network's θ space."""
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
@@ -39,7 +39,8 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key):
     @jax.jit
     def run(state, y, truth, key):
         m = nnx.merge(graphdef, state)
-        batch = _build_batch(y, features, b0, acq.bvalues, acq.directions)
+        snr_v = jnp.full(y.shape[:1], snr, jnp.float32) if net.needs_snr else None
+        batch = _build_batch(y, features, b0, acq.bvalues, acq.directions, snr_v)
         return m.sample(m.context(batch), key, n_draws), net.space.to_theta(truth, batch["frame"])
 
     s, t = run(state, jnp.asarray(signals, jnp.float32), {k: jnp.asarray(v) for k, v in truth.items()}, key)
@@ -66,14 +67,15 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         y = np.asarray(add_noise(k_n, sim(acquisition, {k: jnp.asarray(v) for k, v in truth.items()}), snr,
                                  kind="rician", s0=1.0), np.float32)
         t0 = time.perf_counter()
-        res = infer_voxels(net, y, acquisition, samples=n_draws, seed=seed + i, progress=progress)
+        # an SNR-conditioned network is given the test set's SNR (known here, as the noise level of a scan is)
+        res = infer_voxels(net, y, acquisition, samples=n_draws, seed=seed + i, progress=progress, snr=snr)
         t_net = time.perf_counter() - t0
         t0 = time.perf_counter()
         fit = fit_nlls(model, acquisition, y, progress=progress)
         t_fit = time.perf_counter() - t0
         ok = fit.fitted & np.all([np.all(np.isfinite(np.reshape(v, (n_sims, -1))), axis=1)
                                   for v in fit.params.values()], axis=0)
-        samples, truths = _theta_draws(net, y, acquisition, truth, n_draws, k_d)
+        samples, truths = _theta_draws(net, y, acquisition, truth, n_draws, k_d, snr)
         report = evaluate_gates(
             samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}", seed=seed,
             estimates={k: v[ok] for k, v in res.mean.items()},

@@ -49,7 +49,7 @@ def check_protocol(net, acquisition, *, force: bool = False) -> list[str]:
 
 def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Delta=None, TE=None, samples: int = 100,
                  out_dir, force: bool = False, chunk_size: int = 2048, seed: int = 0, progress: bool = True,
-                 trust: bool = True) -> dict:
+                 trust: bool = True, snr=None) -> dict:
     """Posterior maps of a DWI volume with a trained amortized network (module docstring).
 
     Args:
@@ -67,6 +67,8 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         seed: PRNG seed of the draws.
         progress: tqdm progress bar.
         trust: compute the Pareto k̂ trust maps (needs ≥ 25 samples).
+        snr: S0/σ of the scan (a number) for SNR-conditioned networks; None estimates it from the b = 0
+            repeats (one σ for the masked volume, S0 per voxel), clipped to the training range.
 
     Returns: summary dict (files written, voxel counts, flagged voxels, timings in s, notes, warnings).
     """
@@ -87,7 +89,7 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
     t_load = time.perf_counter() - t0
 
     res = infer_voxels(net, vol.voxels(), vol.acquisition, samples=samples, chunk_size=chunk_size, seed=seed,
-                       trust=trust, progress=progress)
+                       trust=trust, progress=progress, snr=snr)
     maps = {}
     for kind, d in (("mean", res.mean), ("std", res.std), ("q025", res.q025), ("q975", res.q975),
                     ("width_ratio", res.width_ratio)):

@@ -4,7 +4,8 @@ All quantities are in the standardized unconstrained θ space of `ParameterSpace
 (posterior.py) maps them to constrained units.
 
 Batch (a dict of arrays, docs/network_contract.md): signals (B, M) S/S0; mask (B, M) bool; protocol
-(M, F) shared, (B, M, F) per voxel, or (G, M, F) per group of B/G consecutive voxels (set encoders); frame (B, 3, 3) (used only with `frame_input=True`); theta
+(M, F) shared, (B, M, F) per voxel, or (G, M, F) per group of B/G consecutive voxels (set encoders); frame (B, 3, 3) (used only with `frame_input=True`); snr (B,) S0/σ (used only with
+`snr_input=True`); theta
 (B, D) (training only).
 
 Point head (the fastest inference path, one forward pass, no sampling): from the same context, the
@@ -34,6 +35,11 @@ from .mlp import MLP
 Batch = Mapping[str, jax.Array]
 
 
+def snr_feature(snr):
+    """The network's SNR input, log(S0/σ)/4: O(1) over the SNRs of dMRI (10 → 0.58, 80 → 1.10)."""
+    return jnp.log(snr) / 4.0
+
+
 class AmortizedPosterior(nnx.Module):
     """Encoder + conditional flow + point head.
 
@@ -49,6 +55,10 @@ class AmortizedPosterior(nnx.Module):
         quantiles: levels in (0, 1), strictly increasing, predicted by the point head.
         frame_input: append the flattened frame (9 numbers) to the encoder's pooled vector; use it for
             models with orientation (the posterior of the axis chart depends on the frame).
+        snr_input: the voxel's SNR = S0/σ (batch["snr"]) is an input: the posterior is then conditional on
+            the noise level, q(θ | y, SNR), so test sets at a fixed SNR judge it correctly and the trust
+            check's likelihood uses the same σ. Without it the network marginalises over the training SNR
+            range and is over-confident at the low end of the range (measured; see the model card).
         point_weight: weight of the point-head losses relative to the flow's NLL.
     """
 
@@ -58,13 +68,13 @@ class AmortizedPosterior(nnx.Module):
         flow: Literal["spline", "affine"] = "spline", flow_layers: int = 4,
         quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95), context_dim: int | None = None,
         frame_input: bool = False, point_weight: float = 1.0, n_bins: int = 8, n_basis: int = 8,
-        flow_hidden: int | None = None, rngs: nnx.Rngs,
+        flow_hidden: int | None = None, snr_input: bool = False, rngs: nnx.Rngs,
     ):
         q = np.asarray(quantiles, np.float64)
         if q.ndim != 1 or q.size < 1 or np.any(q <= 0) or np.any(q >= 1) or np.any(np.diff(q) <= 0):
             raise ValueError(f"quantiles must be strictly increasing levels in (0, 1), got {quantiles}")
         C = hidden if context_dim is None else context_dim
-        extra = 9 if frame_input else 0
+        extra = (9 if frame_input else 0) + (1 if snr_input else 0)
         if encoder == "separable":
             self.encoder = SeparableSetEncoder(feature_dim, hidden, C, depth, n_basis=n_basis, extra_dim=extra,
                                                rngs=rngs)
@@ -76,7 +86,7 @@ class AmortizedPosterior(nnx.Module):
             self.encoder = MLPEncoder(n_measurements, hidden, C, depth, extra_dim=extra, rngs=rngs)
         else:
             raise ValueError(f"encoder must be 'separable', 'set' or 'mlp', got {encoder!r}")
-        self.encoder_kind, self.frame_input = encoder, frame_input
+        self.encoder_kind, self.frame_input, self.snr_input = encoder, frame_input, snr_input
         self.dim, self.quantile_levels, self.point_weight = parameter_dim, tuple(float(x) for x in q), float(point_weight)
         self.flow = ConditionalFlow(parameter_dim, C, kind=flow, n_layers=flow_layers,
                                     hidden=hidden if flow_hidden is None else flow_hidden, depth=depth,
@@ -85,13 +95,18 @@ class AmortizedPosterior(nnx.Module):
 
     # ------------------------------------------------------------------ encoder
     def _extra(self, batch):
-        if not self.frame_input:
-            return None
-        frame = batch.get("frame")
         B = batch["signals"].shape[0]
-        if frame is None:
-            frame = jnp.broadcast_to(jnp.eye(3, dtype=batch["signals"].dtype), (B, 3, 3))
-        return frame.reshape(B, 9)
+        parts = []
+        if self.frame_input:
+            frame = batch.get("frame")
+            if frame is None:
+                frame = jnp.broadcast_to(jnp.eye(3, dtype=batch["signals"].dtype), (B, 3, 3))
+            parts.append(frame.reshape(B, 9))
+        if self.snr_input:
+            if batch.get("snr") is None:
+                raise ValueError("this network is conditioned on the SNR: the batch needs 'snr' (B,) = S0/σ")
+            parts.append(snr_feature(batch["snr"]).reshape(B, 1).astype(batch["signals"].dtype))
+        return jnp.concatenate(parts, axis=-1) if parts else None
 
     @property
     def takes_protocol(self) -> bool:

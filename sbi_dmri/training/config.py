@@ -93,6 +93,8 @@ class NetworkConfig:
     n_basis: int = 8
     #: width of the flow's conditioners (default: `hidden`); they run once per posterior draw.
     flow_hidden: int | None = None
+    #: condition the posterior on the voxel's SNR (an input; estimated from the b0s or given at inference).
+    snr_input: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,6 +398,8 @@ def validate(config: Config) -> None:
                           "(use encoder: set for a protocol family)")
     for k in ("hidden", "depth", "flow_layers"):
         positive(f"network.{k}", getattr(net, k))
+    if net.snr_input and n.kind == "none":
+        raise ConfigError("network.snr_input", "needs a noise model (noise.kind rician or gaussian)")
     if net.flow_hidden is not None:
         positive("network.flow_hidden", net.flow_hidden)
     if net.n_basis < 3:

@@ -112,7 +112,7 @@ class Simulator:
 
 
 def network_batch(sim: Simulation, space) -> dict:
-    """The batch of the networks contract: signals, mask, protocol features, DTI frame, θ.
+    """The batch of the networks contract: signals, mask, protocol features, DTI frame, θ, SNR.
 
     Args:
         sim: a `Simulation`.
@@ -129,7 +129,8 @@ def network_batch(sim: Simulation, space) -> dict:
         features = jax.vmap(protocol_features)(acq)
     frame = dti_frame(sim.signals, sim.mask, jnp.asarray(acq.bvalues), jnp.asarray(acq.directions))
     theta = space.to_theta(sim.params, frame)
-    return {"signals": sim.signals, "mask": sim.mask, "protocol": features, "frame": frame, "theta": theta}
+    return {"signals": sim.signals, "mask": sim.mask, "protocol": features, "frame": frame, "theta": theta,
+            "snr": sim.snr}
 
 
 def build_model_and_prior(config: Config) -> tuple[Model, Prior]:

@@ -71,7 +71,7 @@ def build_network(config: Config, space, n_measurements: int, *, rngs: nnx.Rngs)
         parameter_dim=space.dim, feature_dim=FEATURE_DIM, encoder=net.encoder,
         n_measurements=n_measurements if net.encoder == "mlp" else None, hidden=net.hidden, depth=net.depth,
         flow=net.flow, flow_layers=net.flow_layers, quantiles=net.quantiles, n_basis=net.n_basis,
-        flow_hidden=net.flow_hidden,
+        flow_hidden=net.flow_hidden, snr_input=net.snr_input,
         frame_input=space.has_orientation, rngs=rngs,
     )
 

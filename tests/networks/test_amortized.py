@@ -136,3 +136,52 @@ def test_end_to_end_learns_linear_gaussian_posterior():
                   - 0.5 * d * jnp.log(2 * jnp.pi))
     print(f"mean log q(θ|x) {float(jnp.mean(logq)):.3f}, exact {float(jnp.mean(exact_logp)):.3f}")
     assert abs(float(jnp.mean(logq) - jnp.mean(exact_logp))) < 0.3
+
+
+def test_snr_input_network_tracks_the_noise_level():
+    """Toy with σ log-uniform in [0.15, 1.0] per simulation and the SNR = 1/σ as an input: the posterior
+    width follows the exact one at both ends of the range (an SNR-blind network cannot: its width is an
+    average over the σ the data leave possible). A batch without 'snr' is refused."""
+    import dataclasses
+
+    base = LinearGaussian.default()
+    m_obs, d = base.A.shape
+    net = AmortizedPosterior(parameter_dim=d, feature_dim=FEATURE_DIM, encoder="mlp", n_measurements=m_obs,
+                             hidden=48, depth=2, flow="affine", flow_layers=2, snr_input=True, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(net)
+    fns = apply_fns(graphdef)
+    tx = optax.adam(optax.cosine_decay_schedule(3e-3, 600, alpha=0.05))
+    opt = tx.init(state)
+    A = jnp.asarray(base.A, jnp.float32)
+
+    def make_batch(key, sigma=None, n=256):
+        k1, k2, k3 = jax.random.split(key, 3)
+        theta = base.sample_prior(k1, n)
+        if sigma is None:
+            sigma = jnp.exp(jax.random.uniform(k3, (n,), minval=jnp.log(0.15), maxval=0.0))
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), (n,))
+        x = theta @ A.T + sigma[:, None] * jax.random.normal(k2, (n, m_obs))
+        return {"signals": x, "mask": jnp.ones(x.shape, bool), "theta": theta, "snr": 1.0 / sigma}
+
+    @jax.jit
+    def steps(state, opt, keys):
+        def body(carry, key):
+            state, opt = carry
+            grads = jax.grad(lambda s: nnx.merge(graphdef, s).loss(make_batch(key))[0])(state)
+            updates, opt = tx.update(grads, opt, state)
+            return (optax.apply_updates(state, updates), opt), None
+
+        return jax.lax.scan(body, (state, opt), keys)[0]
+
+    for chunk in jax.random.split(jax.random.PRNGKey(1), 3):
+        state, opt = steps(state, opt, jax.random.split(chunk, 200))
+
+    for sigma in (0.15, 1.0):
+        test = make_batch(jax.random.PRNGKey(7), sigma, n=200)
+        exact_sd = np.sqrt(np.diag(dataclasses.replace(base, sigma=sigma).posterior_cov))
+        draws = fns.sample(state, fns.context(state, test), jax.random.PRNGKey(5), n=500)
+        ratio = np.median(np.asarray(jnp.std(draws, 1)), 0) / exact_sd
+        print(f"σ = {sigma}: posterior sd / exact sd per dim {ratio}")
+        assert np.all(np.abs(ratio - 1.0) < 0.25)
+    with pytest.raises(ValueError, match="needs 'snr'"):
+        fns.context(state, {k: v for k, v in test.items() if k != "snr"})
