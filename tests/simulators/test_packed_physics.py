@@ -44,7 +44,7 @@ def _check(r, substrate, kernel):
 
 def test_random_packed_cylinders_volume_fraction_and_intra_signal():
     sub = PackedCylinders.random(12, R, 0.5, seed=3)  # equal radii, random sequential addition
-    r = _run(sub, 10000, key=5)
+    r = _run(sub, 15000, key=5)
     n = len(B)
     kernel = np.asarray(cylinder_gpd(B, np.tile([1.0, 0.0, 0.0], (n, 1)), np.full(n, DELTA_SMALL),
                                      np.full(n, DELTA_BIG), np.array([0.0, 0.0, 1.0]), R, D))
