@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import norm
 
 from ..acquisition import Acquisition
 from ..simulators.montecarlo import Cylinder, Free, Planes, Sphere, simulate
@@ -75,14 +76,21 @@ def _free_record(cfg, seed):
     r2 = simulate(Free(), ogse, diffusivity=2.0, n_spins=cfg["n_small"], dt=0.05, key=seed + 1)
     z1 = (r1.signal - np.exp(-2.0 * b)) / r1.stderr
     z2 = (r2.signal - np.exp(-2.0 * ogse.bvalues)) / r2.stderr
+    # "Within 3 standard errors" for a SET of k z-scores: the threshold whose family-wise false-alarm rate
+    # equals that of 3 SE for one (0.27 %), i.e. Šidák: 3.46 for k = 5. A plain 3 on each of 5 would fail
+    # a correct simulator 1.3 % of the time (seen once: OGSE z = −3.02 at 1e4 spins, while 40 seeds gave
+    # mean z ≈ −0.1, sd 1.1, and 1e6 spins z = +0.6, +0.9).
+    k = z1.size + z2.size
+    z_max = float(norm.isf(0.5 * (1.0 - (1.0 - 2.0 * norm.sf(3.0)) ** (1.0 / k))))
     return make_record(
-        id="mc-free-diffusion", claim="Monte Carlo free diffusion is within 3 standard errors of exp(-bD) for "
-        "PGSE and for a cosine OGSE waveform", model="free diffusion", kernel=None, assumptions=MC_ASSUMPTIONS,
+        id="mc-free-diffusion", claim="Monte Carlo free diffusion is within 3 standard errors (family-wise over the "
+        "measurements) of exp(-bD) for PGSE and for a cosine OGSE waveform", model="free diffusion", kernel=None, assumptions=MC_ASSUMPTIONS,
         scope={"diffusivity": 2.0, "pgse_b": b, "pgse_delta": 5.0, "pgse_Delta": 15.0, "ogse_b": ogse.bvalues,
                "ogse_periods": 2, "ogse_duration": T},
         evidence={"seeds": [seed, seed + 1], "n_spins": cfg["n_small"], "n_steps": [r1.n_steps, r2.n_steps],
-                  "dt": [0.1, 0.05], "z_pgse": z1, "z_ogse": z2, "tolerance": "3 standard errors"},
-        passed=bool(np.all(np.abs(z1) < 3) and np.all(np.abs(z2) < 3)))
+                  "dt": [0.1, 0.05], "z_pgse": z1, "z_ogse": z2,
+                  "tolerance": f"|z| < {z_max:.3f}: 3 standard errors family-wise over the {k} z-scores (Šidák)"},
+        passed=bool(np.all(np.abs(z1) < z_max) and np.all(np.abs(z2) < z_max)))
 
 
 def _misst_and_gpd(cfg, seed, out_dir):
