@@ -7,7 +7,9 @@ For every voxel:
    `initialisation.py`);
 3. refine the best `n_starts` with Levenberg–Marquardt on the residuals y − S0·E(θ), in the
    unconstrained chart of the model's prior (`chart.py`), so bounds and the fraction simplex hold
-   by construction and axes are charted about their seed, away from the chart's singular equator;
+   by construction and axes are charted about their seed, away from the chart's singular equator
+   (the signal iterated is `fast_signal.fitting_signal(model)`: for Watson models a merged, cheaper
+   convolution equal to the model's within 1e-8; box coordinates clipped at ±CHART_LIMIT);
 4. for noise="rician", continue with BFGS on the Rician negative log-likelihood (magnitude data
    are biased upwards at low SNR, which least squares ignores).
 
@@ -52,8 +54,9 @@ FIRST_PASS_STEPS = 20
 FLOAT32_TOL = 1e-4
 #: Box, log-box and simplex chart coordinates are clipped to ±this (a fraction ≥ 4.5e-5 of its range,
 #: or of the last fraction): when the least-squares optimum lies beyond a bound (NODDI's f_iso → 0
-#: with noise), the logit ran off towards −∞ in ever smaller steps and ~10 % of the voxels used
-#: 60–200 steps; clipped, the loss is flat past the limit and the step converges there.
+#: with noise) the logit otherwise runs off towards −∞ in ever smaller steps and never meets the
+#: step tolerance; clipped, the loss is flat past the limit and the voxel converges there
+#: (tests/fitting/test_fast_signal.py). With the restart tiers the speed effect is nil (measured).
 CHART_LIMIT = 10.0
 
 
@@ -92,7 +95,9 @@ def fit_nlls(
             where stick and ball swap roles; with two, none of 2000 did (noise-free, float64).
         n_candidates: prior draws scored per voxel before refining.
         chunk_size: voxels per compiled batch (rounded up to a multiple of the device count).
-        max_steps: step budget of each optimiser; a voxel that hits it is flagged not converged.
+        max_steps: step budget of the last pass of each optimiser (passes: FIRST_PASS_STEPS on every
+            voxel, then twice that on the ones not stopped, then max_steps on the few left, each pass a
+            restart from the previous end point); a voxel that exhausts it is flagged not converged.
         rtol, atol: optimiser tolerances on the chart coordinates; default 1e-10 in float64, 1e-4 in float32.
         progress: show a tqdm bar over chunks.
         key: PRNG key for the candidate draws (fixed default, so fits are reproducible).
