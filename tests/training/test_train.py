@@ -64,8 +64,9 @@ acq = Acquisition.pgse(b, g, delta=15.0, Delta=30.0)
 truth = {"orientation": jnp.array([[0, 0, 1.0]] * 4), "d_par": jnp.array([0.5, 1.0, 1.5, 2.0]),
          "f_stick": jnp.array([0.2, 0.4, 0.6, 0.8])}
 signals = 1000.0 * np.asarray(jax.vmap(models.get("ball_stick", d_iso=3.0).signal, in_axes=(None, 0))(acq, truth))
-est = net.estimate(signals, acq)
-post = net.posterior(signals, acq, n_samples=64)
+# noise-free signals: no b0 spread to estimate the SNR from, so the SNR-conditioned network is given one
+est = net.estimate(signals, acq, snr=30.0)
+post = net.posterior(signals, acq, n_samples=64, snr=30.0)
 errors = {}
 try:
     load_pretrained(sys.argv[1], model="noddi")
