@@ -59,9 +59,14 @@ def expand_groups(x: jax.Array, batch: int, base_ndim: int) -> jax.Array:
     if x.ndim == base_ndim:
         return jnp.broadcast_to(x, (batch,) + x.shape)
     G = x.shape[0]
-    if batch % G:
-        raise ValueError(f"{G} protocol groups do not divide the batch of {batch} voxels")
-    return jnp.broadcast_to(x[:, None], (G, batch // G) + x.shape[1:]).reshape((batch,) + x.shape[1:])
+    return jnp.broadcast_to(x[:, None], (G, voxels_per_group(G, batch)) + x.shape[1:]).reshape((batch,) + x.shape[1:])
+
+
+def voxels_per_group(groups: int, batch: int) -> int:
+    """batch / groups, or a ValueError when the groups do not divide the batch."""
+    if batch % groups:
+        raise ValueError(f"{groups} protocol groups do not divide the batch of {batch} voxels")
+    return batch // groups
 
 
 class SetEncoder(nnx.Module):
@@ -165,9 +170,8 @@ class SeparableSetEncoder(nnx.Module):
             pooled = jnp.einsum("bmk,mkh->bh", g, embedding)
         else:
             G = embedding.shape[0]
-            if B % G:
-                raise ValueError(f"{G} protocol groups do not divide the batch of {B} voxels")
-            pooled = jnp.einsum("grmk,gmkh->grh", g.reshape(G, B // G, M, self.n_basis), embedding).reshape(B, -1)
+            g = g.reshape(G, voxels_per_group(G, B), M, self.n_basis)
+            pooled = jnp.einsum("grmk,gmkh->grh", g, embedding).reshape(B, -1)
         parts = [pooled / count, jnp.log(count) / _COUNT_SCALE]
         if self.extra_dim:
             parts.append(extra)
