@@ -24,7 +24,8 @@ al., ξ̂ is shrunk towards 0.5 by a weak prior worth 10 observations: k̂ = (n 
 (m = 30 + ⌊√n⌋ follows Vehtari et al.; Zhang & Stephens use 20 + ⌊√n⌋.)
 
 Bounded ratios (a proposal wider than the target) give k̂ < 0. If all tail ratios are equal there is
-no tail at all and k̂ = −inf.
+no tail at all and k̂ = −inf. If every ratio is zero (all log weights −inf) the proposal missed the
+target completely and k̂ = +inf, which every threshold flags.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def pareto_khat(log_weights, *, chunk: int = 1024) -> np.ndarray:
     """PSIS Pareto k̂ per voxel, (n_voxels,), from log importance ratios (n_voxels, n_draws).
 
     Ratios need only be known up to a constant per voxel. Non-finite log weights of −inf (zero
-    weight) are allowed; +inf or NaN raise. Processed in chunks of voxels to bound memory.
+    weight) are allowed; a voxel whose weights are all −inf gets k̂ = +inf (flagged); +inf or NaN raise. Processed in chunks of voxels to bound memory.
     """
     lw = np.atleast_2d(np.asarray(log_weights, np.float64))
     if np.any(np.isnan(lw)) or np.any(lw == np.inf):
@@ -76,6 +77,10 @@ def pareto_khat(log_weights, *, chunk: int = 1024) -> np.ndarray:
     out = np.empty(lw.shape[0])
     for start in range(0, lw.shape[0], chunk):
         block = lw[start : start + chunk]
+        # every draw has zero weight (e.g. the likelihood underflows at all of them): the network's
+        # posterior misses the target entirely. Worst case, k̂ = +inf, so the voxel is flagged.
+        dead = np.all(block == -np.inf, axis=1)
+        block = np.where(dead[:, None], 0.0, block)
         block = block - block.max(axis=1, keepdims=True)  # k̂ is scale-invariant; avoids overflow
         top = np.sort(block, axis=1)[:, -(n_tail + 1) :]  # threshold + tail, ascending
         w = np.exp(top)
@@ -85,11 +90,16 @@ def pareto_khat(log_weights, *, chunk: int = 1024) -> np.ndarray:
         if np.any(has_tail):
             xi = _gpd_shape_zhang_stephens(y[has_tail])
             k[has_tail] = (n_tail * xi + 10 * 0.5) / (n_tail + 10)
+        k[dead] = np.inf
         out[start : start + chunk] = k
     return out
 
 
 def importance_ess(log_weights) -> np.ndarray:
-    """Effective sample size (Σw)²/Σw² per voxel, (n_voxels,), from log weights (n_voxels, n_draws)."""
+    """Effective sample size (Σw)²/Σw² per voxel, (n_voxels,), from log weights (n_voxels, n_draws).
+
+    0 for a voxel whose weights are all zero (all log weights −inf)."""
     lw = np.atleast_2d(np.asarray(log_weights, np.float64))
-    return np.exp(2.0 * logsumexp(lw, axis=1) - logsumexp(2.0 * lw, axis=1))
+    dead = np.all(lw == -np.inf, axis=1)  # all weights zero: no effective draw at all
+    lw = np.where(dead[:, None], 0.0, lw)
+    return np.where(dead, 0.0, np.exp(2.0 * logsumexp(lw, axis=1) - logsumexp(2.0 * lw, axis=1)))

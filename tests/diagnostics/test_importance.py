@@ -47,3 +47,19 @@ def test_effective_sample_size_and_threshold():
     assert importance_ess(lw)[0] == pytest.approx(16 / 6)
     assert khat_threshold(1000) == pytest.approx(2 / 3)
     assert khat_threshold(10**6) == pytest.approx(0.7)
+
+
+def test_voxel_with_all_zero_weights_is_flagged_without_warnings():
+    """Every log weight −inf (likelihood underflow at every draw): k̂ = +inf, ESS = 0, no NaN warnings;
+    the other voxels of the same call are unaffected."""
+    import warnings
+
+    good = _gaussian_log_weights(5, 1.0, 1.2, n_voxels=2, n_draws=400)
+    lw = np.concatenate([good[:1], np.full((1, 400), -np.inf), good[1:]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k = pareto_khat(lw)
+        ess = importance_ess(lw)
+    assert k[1] == np.inf and k[1] > khat_threshold(400)
+    np.testing.assert_allclose(k[[0, 2]], pareto_khat(good), atol=1e-12)
+    assert ess[1] == 0.0 and np.all(ess[[0, 2]] > 50)
