@@ -111,3 +111,92 @@ def estimate_snr(signals, b0_mask, *, valid=None):
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.where(np.isfinite(s0) & (s0 > 0), s0 / sigma, np.nan)
     return snr, sigma
+
+
+#: The quick fits `estimate_sigma_from_residuals` chooses between (name, number of linear parameters).
+_TENSOR_FITS = {"DTI": 7, "DKI": 22}
+
+
+def _tensor_design(bvalues, directions, kurtosis: bool):
+    """Design matrix of log S = log S0 − b gᵀDg (+ b² D̄² gᵢgⱼgₖgₗ Wᵢⱼₖₗ / 6): (M, 7) or (M, 22).
+
+    The kurtosis columns absorb D̄² into the 15 independent W elements (a linear reparametrisation:
+    the residuals, all this is used for, are unchanged).
+    """
+    import itertools
+
+    import numpy as np
+
+    b = np.asarray(bvalues, np.float64)
+    g = np.asarray(directions, np.float64)
+    cols = [np.ones_like(b)]
+    cols += [-b * g[:, i] * g[:, j] * (1.0 if i == j else 2.0) for i, j in ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))]
+    if kurtosis:
+        cols += [b**2 / 6.0 * np.prod(g[:, list(c)], axis=1)
+                 for c in itertools.combinations_with_replacement(range(3), 4)]
+    return np.stack(cols, axis=1)
+
+
+def estimate_sigma_from_residuals(signals, bvalues, directions, *, valid=None, max_voxels: int = 5000,
+                                  seed: int = 0, n_iterations: int = 3) -> tuple[float, str, int]:
+    """One noise σ for a set of voxels from the residuals of a quick tensor fit (for protocols with < 2 b = 0).
+
+    Without repeated b = 0 measurements (`estimate_snr`) the noise has to be read from how far the
+    signals scatter around a smooth model. Each voxel is fitted by weighted linear least squares on
+    log S with weights Ŝ² (iterated; Veraart, Sijbers, Sunaert, Leemans & Jeurissen, NeuroImage 81:335,
+    2013), by DTI (7 parameters) for a single shell, or by DKI (22 parameters; Jensen, Helpern, Ramani,
+    Lu & Kaczynski, MRM 53:1432, 2005) when the non-zero b-values spread by more than a factor 1.5 and
+    there are ≥ 10 more measurements than parameters. The residuals are taken in signal units:
+    σ² = median over voxels of RSS/(M − p), divided by the median of χ²_k/k (k = M − p).
+
+    Bias (read the result as a lower bound on the SNR): where the tensor model misfits the tissue
+    (crossing fibres at high b, b ≫ 2 ms/µm² even for DKI) the residual includes the misfit and σ is
+    overestimated; measurements at the Rician noise floor (S ≲ 2σ) bias it too. The median over voxels
+    limits the effect of a minority of badly fitted voxels.
+
+    Args:
+        signals: (V, M) raw magnitude intensities (σ is returned in the same unit).
+        bvalues: (M,) b in ms/µm². directions: (M, 3) unit gradient directions (any for b = 0).
+        valid: (V,) bool, voxels to use (default: all with finite signals, not all zero).
+        max_voxels: at most this many valid voxels, drawn at random (with `seed`), are fitted.
+        n_iterations: reweighting passes after the unweighted log-linear start.
+    Returns:
+        (sigma, model, n_voxels): σ in signal units, "DTI" or "DKI", and how many voxels it came from.
+    """
+    import numpy as np
+    from scipy.stats import chi2
+
+    s = np.asarray(signals, np.float64)
+    b = np.asarray(bvalues, np.float64)
+    M = s.shape[1]
+    nonzero = b[b > 0.05]
+    if nonzero.size == 0:
+        raise ValueError("no diffusion-weighted measurement: the noise cannot be estimated from a fit")
+    model = "DKI" if (nonzero.max() > 1.5 * nonzero.min() and M - _TENSOR_FITS["DKI"] >= 10) else "DTI"
+    X = _tensor_design(b, directions, kurtosis=model == "DKI")
+    p = int(np.linalg.matrix_rank(X))
+    k = M - p
+    if k < 3:
+        raise ValueError(f"{M} measurements leave {k} degrees of freedom after a {model} fit: too few to "
+                         "estimate the noise; give the SNR explicitly")
+    ok = np.all(np.isfinite(s), axis=1) & (np.max(s, axis=1) > 0)
+    if valid is not None:
+        ok &= np.asarray(valid, bool)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        raise ValueError("no voxel with finite, positive signals to estimate the noise level from")
+    if idx.size > max_voxels:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_voxels, replace=False))
+    y = s[idx]
+    log_y = np.log(np.maximum(y, 1e-3 * y.max(axis=1, keepdims=True)))  # zeros: magnitude floor, tiny weight
+    beta = np.linalg.lstsq(X, log_y.T, rcond=None)[0].T  # (V, P) unweighted start
+    log_cap = np.log(2.0 * y.max(axis=1, keepdims=True))  # keeps exp() finite for wild starts
+    for _ in range(n_iterations):
+        w = np.exp(2.0 * np.minimum(beta @ X.T, log_cap))  # (V, M): Var(log S) ≈ σ²/S²
+        normal = np.einsum("mi,vm,mj->vij", X, w, X)
+        rhs = np.einsum("mi,vm->vi", X, w * log_y)
+        beta = np.einsum("vij,vj->vi", np.linalg.pinv(normal, hermitian=True), rhs)
+    fitted = np.exp(np.minimum(beta @ X.T, log_cap))
+    rss = np.sum((y - fitted) ** 2, axis=1)
+    sigma = float(np.sqrt(np.median(rss / k) * k / chi2.median(k)))
+    return sigma, model, int(idx.size)

@@ -111,15 +111,30 @@ def resolve_snr(net, signals, acquisition: Acquisition, snr=None, valid=None) ->
     """(V,) SNR = S0/σ for an SNR-conditioned network, clipped to its training range, and a sentence on how.
 
     snr: a number or (V,) array given by the user; None estimates it (`noise.estimate_snr`: one σ from the
-    b = 0 repeats of all `valid` voxels, S0 per voxel). Values outside the training SNR range are clipped
-    to it (the network has not seen them) and the sentence says how many.
+    b = 0 repeats of all `valid` voxels, S0 per voxel; with fewer than 2 b = 0 measurements, σ from the
+    residuals of a quick DTI/DKI fit, `noise.estimate_sigma_from_residuals`, with a logged warning).
+    Values outside the training SNR range are clipped to it (the network has not seen them) and the
+    sentence says how many.
     """
-    from .noise import estimate_snr
+    import logging
+
+    from .noise import estimate_sigma_from_residuals, estimate_snr
 
     s = np.asarray(signals)
     V = s.shape[0]
-    if snr is None:
-        values, sigma = estimate_snr(s, np.asarray(acquisition.bvalues) <= B0_THRESHOLD, valid=valid)
+    b0 = np.asarray(acquisition.bvalues) <= B0_THRESHOLD
+    if snr is None and int(b0.sum()) < 2:
+        # no b=0 repeats: σ from the residuals of a quick DTI/DKI fit instead (biased high where it misfits)
+        sigma, model, n_fit = estimate_sigma_from_residuals(s, acquisition.bvalues, acquisition.directions, valid=valid)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s0 = np.mean(s[:, b0], axis=1) if b0.any() else np.full(V, np.nan)
+        values = np.where(np.isfinite(s0) & (s0 > 0), s0 / sigma, np.nan)
+        how = (f"estimated from the residuals of a {model} fit ({n_fit} voxels; only {int(b0.sum())} b=0 "
+               f"measurement): one σ = {sigma:.4g}, S0 per voxel; a lower bound where {model} misfits, "
+               "pass snr (--snr) if the scan's SNR is known")
+        logging.getLogger(__name__).warning("SNR %s", how)
+    elif snr is None:
+        values, sigma = estimate_snr(s, b0, valid=valid)
         how = f"estimated: one σ = {sigma:.4g} (median b=0 spread over the voxels), S0 per voxel"
     else:
         values = np.broadcast_to(np.asarray(snr, np.float64), (V,)).copy()
@@ -180,7 +195,7 @@ def load_pretrained(path_or_name: str, *, model: str | None = None) -> Pretraine
     from .networks.parameter_space import ParameterSpace
     from .training.checkpoint import FORMAT_VERSION, read_meta, restore_model_state
     from .training.config import from_dict
-    from .training.data import build_model_and_prior
+    from .training.data import model_and_prior_for_checkpoint
     from .training.loop import build_network
     from .training.protocols import protocol_from_json
 
@@ -191,7 +206,7 @@ def load_pretrained(path_or_name: str, *, model: str | None = None) -> Pretraine
     if model is not None and model != meta["model"]:
         raise ValueError(f"checkpoint {folder} was trained for model {meta['model']!r}, not {model!r}")
     config = from_dict(meta["config"])
-    tissue, prior = build_model_and_prior(config)
+    tissue, prior = model_and_prior_for_checkpoint(config, meta)  # a Monte Carlo library's from meta["library"]
     space = ParameterSpace(tissue, prior, stats=meta["stats"])
     protocol = protocol_from_json(meta["protocol"])
     abstract = nnx.eval_shape(lambda: build_network(config, space, meta["n_measurements"], rngs=nnx.Rngs(0)))

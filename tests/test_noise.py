@@ -63,3 +63,63 @@ def test_estimate_snr_recovers_sigma_from_b0_repeats_and_refuses_too_few():
         assert abs(np.median(snr / (s0[:, 0] / 20.0)) - 1.0) < 0.03
     with pytest.raises(ValueError, match="at least 2 b=0"):
         estimate_snr(y, np.arange(n_b0 + 5) < 1)
+
+
+def _ball_stick_scan(rng, shells, n_dir, sigma, n_voxels=1000):
+    """Raw Rician magnitudes of random ball-and-stick voxels, ONE b = 0, S0 ∈ [200, 800], noise σ (numpy only)."""
+    def unit(n):
+        v = rng.normal(size=(n, 3))
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    b = np.concatenate([[0.0]] + [np.full(n_dir, s) for s in shells])
+    g = np.concatenate([[[1.0, 0.0, 0.0]]] + [unit(n_dir) for _ in shells])
+    n = unit(n_voxels)
+    f, d_par, d_iso = (rng.uniform(lo, hi, (n_voxels, 1)) for lo, hi in ((0.1, 0.8), (1.0, 3.0), (1.0, 3.0)))
+    e = f * np.exp(-b[None, :] * d_par * (n @ g.T) ** 2) + (1.0 - f) * np.exp(-b[None, :] * d_iso)
+    s0 = rng.uniform(200.0, 800.0, (n_voxels, 1))
+    y = np.abs(s0 * e + sigma * rng.normal(size=e.shape) + 1j * sigma * rng.normal(size=e.shape))
+    return y, b, g, s0[:, 0]
+
+
+@pytest.mark.parametrize("shells, n_dir, model", [((1.0,), 64, "DTI"), ((1.0, 2.0, 3.0), 30, "DKI")])
+def test_sigma_from_fit_residuals_recovers_known_sigma_with_a_single_b0(shells, n_dir, model):
+    """Single-b0 fallback: σ from DTI (one shell) or DKI (multi-shell) residuals, within 15 % at two noise
+    levels (a constant or an S0-scaled answer cannot pass both)."""
+    from sbi_dmri.noise import estimate_sigma_from_residuals
+
+    rng = np.random.default_rng(1)
+    for sigma in (12.0, 30.0):
+        y, b, g, _ = _ball_stick_scan(rng, shells, n_dir, sigma)
+        est, used, n_fit = estimate_sigma_from_residuals(y, b, g)
+        assert used == model and n_fit == y.shape[0]
+        assert abs(est / sigma - 1.0) < 0.15, (sigma, est)
+
+
+def test_sigma_from_fit_residuals_refuses_too_few_measurements():
+    from sbi_dmri.noise import estimate_sigma_from_residuals
+
+    y, b, g, _ = _ball_stick_scan(np.random.default_rng(2), (1.0,), 8, 20.0, n_voxels=50)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        estimate_sigma_from_residuals(y, b, g)
+
+
+def test_resolve_snr_falls_back_to_fit_residuals_with_one_b0_and_keeps_the_b0_path(caplog):
+    """resolve_snr: one b0 → residual estimate (S0 per voxel / σ), said in the note and logged; given
+    SNRs are used as they are."""
+    import logging
+    from types import SimpleNamespace
+
+    from sbi_dmri.acquisition import Acquisition
+    from sbi_dmri.pretrained import resolve_snr
+
+    rng = np.random.default_rng(3)
+    y, b, g, s0 = _ball_stick_scan(rng, (1.0,), 64, 20.0)
+    acq = Acquisition.pgse(b, g, delta=np.full(b.shape, 20.0), Delta=np.full(b.shape, 35.0))
+    net = SimpleNamespace(meta={"noise": {"snr": (2.0, 100.0)}})
+    with caplog.at_level(logging.WARNING):
+        snr, note = resolve_snr(net, y, acq)
+    assert "residuals of a DTI fit" in note and "residuals" in caplog.text
+    true_snr = s0 / 20.0
+    assert abs(np.median(snr / true_snr) - 1.0) < 0.15
+    snr_given, note_given = resolve_snr(net, y, acq, snr=25.0)
+    assert np.all(snr_given == 25.0) and "given" in note_given
