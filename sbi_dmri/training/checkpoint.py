@@ -2,14 +2,15 @@
 
 Layout of a training workdir:
 
-    <workdir>/checkpoints/latest/<step>/{model, optimizer, meta}   the last `keep` steps: resume from here
+    <workdir>/checkpoints/latest/<step>/{model, optimizer, meta[, data]}  the last `keep` steps: resume here
     <workdir>/checkpoints/best/<step>/{model, meta}                the lowest validation loss
     <workdir>/checkpoints/final/<step>/{model, meta}               the best weights again, with the final
                                                                    diagnostics in meta: infer from here
 
 `model` and `optimizer` are Orbax PyTree items of plain arrays (the NNX states as pure dicts); `meta`
 is a JSON item: resolved config, normaliser statistics, parameter names, protocol description,
-package version, step, validation loss and measured diagnostics. A step folder is self-contained:
+package version, step, validation loss and measured diagnostics; `data` (JSON, runs streaming a Monte
+Carlo library only) is the Grain iterator state at that step. A step folder is self-contained:
 copied anywhere (e.g. to `checkpoints/<name>/` for shipping) it restores on its own, and `model`
 restores without building the optimiser.
 
@@ -43,7 +44,7 @@ class TrainingCheckpoints:
     def __init__(self, workdir: str, keep: int = 2):
         root = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.latest = ocp.CheckpointManager(
-            os.path.join(root, "latest"), options=_options(keep), item_names=("model", "optimizer", "meta")
+            os.path.join(root, "latest"), options=_options(keep), item_names=("model", "optimizer", "meta", "data")
         )
         self.best = ocp.CheckpointManager(os.path.join(root, "best"), options=_options(1), item_names=("model", "meta"))
         self.final = ocp.CheckpointManager(os.path.join(root, "final"), options=_options(1), item_names=("model", "meta"))
@@ -51,16 +52,23 @@ class TrainingCheckpoints:
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
-    def save_latest(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, meta: Mapping) -> None:
-        self.latest.save(
-            step,
-            args=ocp.args.Composite(
-                model=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model))),
-                optimizer=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(optimizer))),
-                meta=ocp.args.JsonSave(_jsonable(meta)),
-            ),
-            force=True,
+    def save_latest(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, meta: Mapping,
+                    data_state: Mapping | None = None) -> None:
+        """Save weights, optimiser and meta; `data_state` (a Grain iterator's `get_state()`) as the `data` item."""
+        items = dict(
+            model=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model))),
+            optimizer=ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(optimizer))),
+            meta=ocp.args.JsonSave(_jsonable(meta)),
         )
+        if data_state is not None:
+            items["data"] = ocp.args.JsonSave(_jsonable(data_state))
+        self.latest.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def restore_data_state(self, step: int) -> dict | None:
+        """The Grain iterator state saved with latest step `step`, or None when that step has none."""
+        if not os.path.isdir(os.path.join(str(self.latest.directory), str(step), "data")):
+            return None
+        return dict(self.latest.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
 
     def save_best(self, step: int, model: nnx.Module, meta: Mapping) -> None:
         self.best.save(

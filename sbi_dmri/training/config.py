@@ -73,6 +73,26 @@ class ProtocolConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the training voxels come from.
+
+    analytic: `model` + `protocol` + prior, simulated inside the jitted step (nothing on disk).
+    library: a Monte Carlo signal library directory at `path` (`sbi-dmri simulate-library`): the
+    posterior is over the library's substrate parameters (prior: uniform in the ranges its manifest
+    records), the protocol is the library's own fixed acquisition, and noise (`noise`) is added inside
+    the jitted step. The `model` and `protocol` sections must then be left out. Samples are streamed
+    through Grain (shuffled with `training.seed`, reshuffled every epoch; the iterator state is saved in
+    the checkpoints). The last `validation_fraction` of the library is held out for validation and the
+    calibration diagnostics. See docs/mc_library_training.md.
+    """
+
+    kind: Literal["analytic", "library"] = "analytic"
+    #: library directory (with manifest.json); relative paths are resolved against the config file's folder.
+    path: str | None = None
+    validation_fraction: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
 class NoiseConfig:
     kind: Literal["rician", "gaussian", "none"] = "rician"
     #: SNR = S0/σ range, one value drawn per voxel.
@@ -95,6 +115,8 @@ class NetworkConfig:
     flow_hidden: int | None = None
     #: condition the posterior on the voxel's SNR (an input; estimated from the b0s or given at inference).
     snr_input: bool = False
+    #: separable encoder: signal-weighted b-tensor moments rotated into the voxel's DTI frame (0: none).
+    frame_moments: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +177,7 @@ class TrackingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     protocol: ProtocolConfig = dataclasses.field(default_factory=ProtocolConfig)
     noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
@@ -171,7 +194,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     """Read a YAML config (or start from the defaults when `path` is None), apply `a.b=value`
     overrides (values parsed as YAML), validate, and return a frozen `Config`.
 
-    Relative FSL paths in `protocol.bval`/`protocol.bvec` are resolved against the config file's folder.
+    Relative FSL paths in `protocol.bval`/`protocol.bvec` and a relative `data.path` are resolved against
+    the config file's folder (unless they exist relative to the working directory).
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -186,6 +210,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             raise ConfigError("", f"{path} must hold a mapping of sections, got {type(raw).__name__}")
     for item in overrides:
         _apply_override(raw, item)
+    _check_library_sections(raw)
     config = from_dict(raw)
     if path is not None:
         config = _resolve_paths(config, os.path.dirname(os.path.abspath(path)))
@@ -233,6 +258,18 @@ def _apply_override(raw: dict, item: str) -> None:
     node[parts[-1]] = value
 
 
+def _check_library_sections(raw: Mapping) -> None:
+    """A library run takes its parameters and protocol from the library: `model`/`protocol` given are errors.
+
+    Checked on the user's YAML and overrides only (a stored resolved config holds every section)."""
+    data = raw.get("data")
+    if isinstance(data, Mapping) and data.get("kind") == "library":
+        for section, what in (("model", "parameters and prior"), ("protocol", "acquisition")):
+            if section in raw:
+                raise ConfigError(section, f"not used with data.kind: library (the library's manifest gives the "
+                                  f"{what}); remove this section")
+
+
 def _resolve_paths(config: Config, base: str) -> Config:
     p = config.protocol
     fixed = {}
@@ -240,7 +277,12 @@ def _resolve_paths(config: Config, base: str) -> Config:
         v = getattr(p, name)
         if v is not None and not os.path.isabs(v) and not os.path.exists(v):
             fixed[name] = os.path.join(base, v)
-    return dataclasses.replace(config, protocol=dataclasses.replace(p, **fixed)) if fixed else config
+    if fixed:
+        config = dataclasses.replace(config, protocol=dataclasses.replace(p, **fixed))
+    d = config.data
+    if d.path is not None and not os.path.isabs(d.path) and not os.path.exists(d.path):
+        config = dataclasses.replace(config, data=dataclasses.replace(d, path=os.path.join(base, d.path)))
+    return config
 
 
 # ---------------------------------------------------------------------------- typed building
@@ -342,6 +384,16 @@ def validate(config: Config) -> None:
         if low is not None and r[0] < low:
             raise ConfigError(key, f"must be ≥ {low}, got [{r[0]}, {r[1]}]")
 
+    d = config.data
+    if d.kind == "library":
+        if not d.path:
+            raise ConfigError("data.path", "a library run needs the library directory (written by "
+                              "`sbi-dmri simulate-library --out DIR`)")
+    elif d.path is not None:
+        raise ConfigError("data.path", "only used with data.kind: library")
+    if not 0.0 < d.validation_fraction < 1.0:
+        raise ConfigError("data.validation_fraction", f"must lie in (0, 1), got {d.validation_fraction}")
+
     m = config.model
     if m.name not in models.available():
         close = difflib.get_close_matches(m.name, models.available(), n=1)
@@ -393,7 +445,7 @@ def validate(config: Config) -> None:
     positive("noise.snr", n.snr[0])
 
     net = config.network
-    if net.encoder == "mlp" and p.kind != "fixed":
+    if net.encoder == "mlp" and p.kind != "fixed" and d.kind != "library":
         raise ConfigError("network.encoder", "mlp reads a fixed measurement order: it needs protocol.kind: fixed "
                           "(use encoder: set for a protocol family)")
     for k in ("hidden", "depth", "flow_layers"):
@@ -402,6 +454,8 @@ def validate(config: Config) -> None:
         raise ConfigError("network.snr_input", "needs a noise model (noise.kind rician or gaussian)")
     if net.flow_hidden is not None:
         positive("network.flow_hidden", net.flow_hidden)
+    if net.frame_moments < 0 or (net.frame_moments and net.encoder != "separable"):
+        raise ConfigError("network.frame_moments", f"must be ≥ 0 and needs encoder: separable, got {net.frame_moments}")
     if net.n_basis < 3:
         raise ConfigError("network.n_basis", f"must be ≥ 3 (1, s and a learnt function), got {net.n_basis}")
     for q in net.quantiles:

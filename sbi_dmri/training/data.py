@@ -6,12 +6,8 @@
 Nothing is stored on disk: every step draws fresh parameters, protocols and noise from a key
 derived from (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 
-Scope: Monte Carlo libraries (`simulators.montecarlo.library`: npz shards + manifest, and the Grain
-source `MonteCarloLibrarySource`) are not wired into training in this version; training uses the
-analytic models only. Wiring them needs a parameter space for a substrate family's parameters
-(radius, spacing, diffusivity: not a registered `Model`), the library's fixed acquisition as a
-`FixedProtocol`, a shuffled Grain `MapDataset` batched to `training.batch_size` with noise and b0
-normalisation applied in the jitted step, and the Grain iterator state saved in the checkpoint.
+Monte Carlo libraries on disk take the other road (`library_data.py`): Grain streams their clean
+signals and parameters, and `observe` below (noise, b0 normalisation) runs on them inside the step.
 """
 
 from __future__ import annotations
@@ -87,28 +83,39 @@ class Simulator:
         else:
             acq, mask = jax.vmap(self.protocol.sample)(jax.random.split(k_protocol, n))
         clean = jax.vmap(self.model.signal)(acq, params)
-        clean = jnp.where(mask, clean, 0.0).astype(jnp.float32)
-        snr = self._snr(k_snr, n)
-        if self.noise.kind == "none":
-            noisy = clean
-        else:
-            noisy = jnp.where(mask, add_noise(k_noise, clean, snr[:, None], kind=self.noise.kind), 0.0)
-        b0 = mask & (jnp.asarray(acq.bvalues) <= B0_THRESHOLD)
-        s0 = jnp.sum(jnp.where(b0, noisy, 0.0), axis=1) / jnp.maximum(jnp.sum(b0, axis=1), 1)
-        # Gaussian noise at low SNR can make the b0 mean ≤ 0; keep the ratio finite (such voxels are
-        # rare and stay in the training set as what a scanner would deliver after clipping).
-        s0 = jnp.where(s0 > 1e-3, s0, 1e-3)
-        signals = jnp.where(mask, noisy / s0[:, None], 0.0)
-        return Simulation(params, acq, mask, snr, clean, noisy, signals, groups)
+        return observe(k_snr, k_noise, params, acq, mask, clean, self.noise, groups)
 
-    def _snr(self, key, n):
-        if self.noise.kind == "none":
-            return jnp.full((n,), jnp.inf)
-        lo, hi = self.noise.snr
-        u = jax.random.uniform(key, (n,))
-        if self.noise.snr_scale == "log":
-            return jnp.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
-        return lo + (hi - lo) * u
+
+def draw_snr(key, n: int, noise: NoiseConfig) -> jax.Array:
+    """(n,) SNR = S0/σ per voxel from the config's range (log-uniform or uniform); inf without noise."""
+    if noise.kind == "none":
+        return jnp.full((n,), jnp.inf)
+    lo, hi = noise.snr
+    u = jax.random.uniform(key, (n,))
+    if noise.snr_scale == "log":
+        return jnp.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
+    return lo + (hi - lo) * u
+
+
+def observe(k_snr, k_noise, params, acq: Acquisition, mask, clean, noise: NoiseConfig, groups: int = 0) -> Simulation:
+    """Noise at a drawn SNR and normalisation by the mean noisy b0: clean E (B, M) → a `Simulation`.
+
+    Shared by the analytic simulator and Monte Carlo libraries (call inside `jit`).
+    """
+    n = clean.shape[0]
+    clean = jnp.where(mask, clean, 0.0).astype(jnp.float32)
+    snr = draw_snr(k_snr, n, noise)
+    if noise.kind == "none":
+        noisy = clean
+    else:
+        noisy = jnp.where(mask, add_noise(k_noise, clean, snr[:, None], kind=noise.kind), 0.0)
+    b0 = mask & (jnp.asarray(acq.bvalues) <= B0_THRESHOLD)
+    s0 = jnp.sum(jnp.where(b0, noisy, 0.0), axis=1) / jnp.maximum(jnp.sum(b0, axis=1), 1)
+    # Gaussian noise at low SNR can make the b0 mean ≤ 0; keep the ratio finite (such voxels are
+    # rare and stay in the training set as what a scanner would deliver after clipping).
+    s0 = jnp.where(s0 > 1e-3, s0, 1e-3)
+    signals = jnp.where(mask, noisy / s0[:, None], 0.0)
+    return Simulation(params, acq, mask, snr, clean, noisy, signals, groups)
 
 
 def network_batch(sim: Simulation, space) -> dict:
@@ -131,6 +138,15 @@ def network_batch(sim: Simulation, space) -> dict:
     theta = space.to_theta(sim.params, frame)
     return {"signals": sim.signals, "mask": sim.mask, "protocol": features, "frame": frame, "theta": theta,
             "snr": sim.snr}
+
+
+def model_and_prior_for_checkpoint(config: Config, meta: dict) -> tuple[Model, Prior]:
+    """The model and prior of a stored run, from its resolved config and meta (no library read from disk)."""
+    if config.data.kind == "library":
+        from .library_data import library_model_and_prior
+
+        return library_model_and_prior(meta["library"])
+    return build_model_and_prior(config)
 
 
 def build_model_and_prior(config: Config) -> tuple[Model, Prior]:
@@ -166,6 +182,11 @@ def build_model_and_prior(config: Config) -> tuple[Model, Prior]:
     return model, prior
 
 
-def build_simulator(config: Config) -> Simulator:
+def build_simulator(config: Config):
+    """The training data of a config: a `Simulator` (analytic) or a `LibrarySimulator` (Monte Carlo library)."""
+    if config.data.kind == "library":
+        from .library_data import build_library_simulator
+
+        return build_library_simulator(config)
     model, prior = build_model_and_prior(config)
     return Simulator(model=model, prior=prior, protocol=build_protocol(config.protocol), noise=config.noise)

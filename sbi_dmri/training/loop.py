@@ -9,6 +9,10 @@ CPU) ends with the same weights.
 For small per-voxel networks the Python overhead of `nnx.jit` matters, so the loop splits the NNX
 objects once (`nnx.split`) and runs a plain `jax.jit` function of the state (flax examples' pattern).
 `TRACES` counts how many times `train_step` was traced (a test asserts 1 over many steps).
+
+With `data.kind: library` the batch comes from a Grain iterator over a Monte Carlo library instead
+(`library_data.py`): the step takes the clean signals and parameters and adds the noise itself, and
+the iterator state is saved in each "latest" checkpoint and restored on resume.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .checkpoint import FORMAT_VERSION, TrainingCheckpoints
-from .config import Config, ConfigError, load_config, to_dict
+from .config import Config, ConfigError, from_dict, load_config, to_dict
 from .data import Simulator, build_simulator, network_batch
 from .evaluation import posterior_diagnostics
 from .protocols import protocol_to_json
@@ -71,7 +75,7 @@ def build_network(config: Config, space, n_measurements: int, *, rngs: nnx.Rngs)
         parameter_dim=space.dim, feature_dim=FEATURE_DIM, encoder=net.encoder,
         n_measurements=n_measurements if net.encoder == "mlp" else None, hidden=net.hidden, depth=net.depth,
         flow=net.flow, flow_layers=net.flow_layers, quantiles=net.quantiles, n_basis=net.n_basis,
-        flow_hidden=net.flow_hidden, snr_input=net.snr_input,
+        flow_hidden=net.flow_hidden, snr_input=net.snr_input, frame_moments=net.frame_moments,
         frame_input=space.has_orientation, rngs=rngs,
     )
 
@@ -134,6 +138,23 @@ def make_train_step(graphdef, simulator: Simulator, space, batch_size: int, mesh
     return jax.jit(train_step, donate_argnums=0)
 
 
+def make_library_train_step(graphdef, simulator, space, batch_size: int, mesh, protocols_per_batch: int = 0):
+    """`train_step(state, data_key, step, signal, params) -> (state, metrics)`, jitted, for a Monte Carlo
+    library: `signal` (B, M) clean E and `params` (B, P) from the Grain stream; noise from fold_in(data_key, step)."""
+
+    def train_step(state, data_key, step, signal, params):
+        TRACES["train_step"] += 1
+        model, optimizer = nnx.merge(graphdef, state)
+        sim = simulator.observe(jax.random.fold_in(data_key, step), signal, params, protocols_per_batch or 1)
+        batch = shard_batch(network_batch(sim, space), mesh, batch_size)
+        (loss, metrics), grads = nnx.value_and_grad(lambda m: m.loss(batch), has_aux=True)(model)
+        optimizer.update(model, grads)
+        metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+        return nnx.state((model, optimizer)), metrics
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
 def make_eval_step(graphdef, simulator: Simulator, space, n_sims: int):
     """`eval_step(state, key) -> metrics` on `n_sims` fresh simulations (the key fixes them)."""
 
@@ -159,6 +180,7 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
     t_setup = time.perf_counter()
     tc = config.training
     simulator = build_simulator(config)
+    library = getattr(simulator, "description", None)  # a Monte Carlo library's record, or None (analytic)
     mesh = data_mesh()
     check_batch_size(tc.batch_size, mesh)
     stats_key, init_key, data_key, val_key, diag_key = jax.random.split(jax.random.PRNGKey(tc.seed), 5)
@@ -168,6 +190,10 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
     if ckpts.latest_step() is not None:
         resume_meta = ckpts.latest.restore(ckpts.latest_step(), args=_meta_only())["meta"]
         _check_same_run(resume_meta["config"], to_dict(config))
+        if library is not None:
+            from .library_data import check_same_library
+
+            check_same_library(resume_meta.get("library", {}), library)
     space = build_space(simulator, resume_meta["stats"] if resume_meta else None, key=stats_key, n=tc.stats_samples)
 
     schedule = learning_rate_schedule(config)
@@ -180,7 +206,19 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
         best_loss = best["val_loss"] if best else float("inf")
         state = nnx.state((model, optimizer))
     state = replicate(state, mesh)
-    train_step = make_train_step(graphdef, simulator, space, tc.batch_size, mesh, tc.protocols_per_batch)
+    if library is None:
+        train_step = make_train_step(graphdef, simulator, space, tc.batch_size, mesh, tc.protocols_per_batch)
+        batches = None
+    else:
+        from .library_data import library_iterator
+
+        train_step = make_library_train_step(graphdef, simulator, space, tc.batch_size, mesh, tc.protocols_per_batch)
+        batches = library_iterator(simulator.dataset(tc.batch_size, tc.seed))
+        if start:
+            data_state = ckpts.restore_data_state(start)
+            if data_state is None:
+                raise ValueError(f"checkpoint step {start} in {workdir} has no Grain iterator state to resume from")
+            batches.set_state(data_state)
     eval_step = make_eval_step(graphdef, simulator, space, config.evaluation.n_sims)
 
     base_meta = {
@@ -189,6 +227,8 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
         "protocol": protocol_to_json(simulator.protocol), "n_measurements": simulator.protocol.n_max,
         "noise": dataclasses.asdict(config.noise),
     }
+    if library is not None:
+        base_meta["library"] = library
     tracker = make_tracker(config.tracking, workdir, to_dict(config))
     every_eval = config.evaluation.every or tc.steps
     every_ckpt = config.checkpoint.every or tc.steps
@@ -199,7 +239,11 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
     t_window, n_window, t_train, n_trained = time.perf_counter(), 0, 0.0, 0
     last = {}
     for step in range(start, tc.steps):
-        state, metrics = train_step(state, data_key, jnp.asarray(step, jnp.int32))
+        if batches is None:
+            state, metrics = train_step(state, data_key, jnp.asarray(step, jnp.int32))
+        else:
+            b = next(batches)
+            state, metrics = train_step(state, data_key, jnp.asarray(step, jnp.int32), b["signal"], b["params"])
         n_window += 1
         done = step + 1
         if done % tc.log_every == 0 or done == tc.steps:
@@ -225,7 +269,8 @@ def train_and_evaluate(config: Config | str, workdir: str) -> dict:
             t_window, n_window = time.perf_counter(), 0  # evaluation is not training throughput
         if done % every_ckpt == 0 or done == tc.steps:
             model, optimizer = nnx.merge(graphdef, state)
-            ckpts.save_latest(done, model, optimizer, {**base_meta, "step": done})
+            ckpts.save_latest(done, model, optimizer, {**base_meta, "step": done},
+                              data_state=None if batches is None else batches.get_state())
             t_window, n_window = time.perf_counter(), 0  # checkpoint time is not training throughput
     bar.close()
 
@@ -258,10 +303,16 @@ def _meta_only():
     return ocp.args.Composite(meta=ocp.args.JsonRestore())
 
 
-_MAY_CHANGE = ("training.steps", "training.log_every", "evaluation", "checkpoint", "tracking")
+# data.path may move: a library run checks the library's manifest digest instead.
+_MAY_CHANGE = ("training.steps", "training.log_every", "evaluation", "checkpoint", "tracking", "data.path")
 
 
 def _check_same_run(stored: Mapping, current: Mapping) -> None:
+    try:  # a run stored before a config key existed holds its default
+        stored = to_dict(from_dict(stored))
+    except ConfigError:
+        pass
+
     def flat(d, prefix=""):
         out = {}
         for k, v in d.items():

@@ -27,3 +27,30 @@ def test_library_roundtrip_through_grain(tmp_path):
     ds = grain.MapDataset.source(src).shuffle(seed=0)
     got = sorted(float(ds[i]["params"][0]) for i in range(len(ds)))
     assert np.allclose(got, sorted(float(src[i]["params"][0]) for i in range(5)))
+
+
+def test_write_library_matches_the_simulated_layout_and_checks_its_input(tmp_path):
+    from sbi_dmri.simulators.montecarlo.library import library_acquisition, read_manifest, write_library
+
+    acq = Acquisition.pgse(np.array([0.0, 1.0, 2.0]), np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]),
+                           delta=5.0, Delta=12.0)
+    params = np.array([[2.0, 1.5], [3.0, 2.0], [4.0, 2.5]])
+    signal = np.exp(-np.outer(params[:, 1], acq.bvalues))
+    write_library(tmp_path, "toy", acq, params, signal, ranges={"radius": (2.0, 4.0), "diffusivity": (1.5, 2.5)},
+                  shard_size=2, info={"made_by": "closed form"})
+    manifest = read_manifest(tmp_path)
+    assert manifest["n_samples"] == 3 and len(manifest["shards"]) == 2 and manifest["made_by"] == "closed form"
+    src = MonteCarloLibrarySource(tmp_path)
+    np.testing.assert_allclose(src[2]["signal"], signal[2], rtol=1e-6)  # float32 on disk
+    assert np.all(src[1]["stderr"] == 0) and tuple(src[1]["params"]) == (3.0, 2.0)
+    back = library_acquisition(manifest)
+    np.testing.assert_allclose(back.bvalues, acq.bvalues)
+    np.testing.assert_allclose(back.Delta, 12.0)
+    import pytest
+
+    with pytest.raises(ValueError, match="radius values outside their range"):
+        write_library(tmp_path / "bad", "toy", acq, params, signal, ranges={"radius": (2.0, 3.0), "diffusivity": (1.5, 2.5)})
+    with pytest.raises(ValueError, match="expected params"):
+        write_library(tmp_path / "bad", "toy", acq, params, signal[:, :2], ranges={"radius": (2.0, 4.0), "diffusivity": (1.5, 2.5)})
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        read_manifest(tmp_path / "nowhere")

@@ -3,8 +3,9 @@
 `simulate_library` draws substrate parameters uniformly in the given ranges, simulates each substrate,
 and writes `.npz` shards (signal, stderr, params) with a JSON manifest (substrate family, acquisition,
 spins, steps, seed, package version). Every write is atomic (temporary file, then rename).
-`MonteCarloLibrarySource` is a Grain random-access source over the shards
-(`grain.MapDataset.source(MonteCarloLibrarySource(path))`).
+`write_library` writes signals already in memory in the same layout. `MonteCarloLibrarySource` is a
+Grain random-access source over the shards (`grain.MapDataset.source(MonteCarloLibrarySource(path))`);
+`sbi_dmri.training.library_data` trains amortized posteriors from it (`data: {kind: library}`).
 """
 
 from __future__ import annotations
@@ -81,14 +82,63 @@ def simulate_library(substrate_family: str, acquisition: Acquisition, ranges: di
             sig.append(r.signal)
             se.append(r.stderr)
             n_steps = r.n_steps
-        path = out / f"shard_{len(shards):05d}.npz"
-        _atomic_save(path, lambda tmp, a=np.asarray(sig, np.float32), b=np.asarray(se, np.float32),
-                     c=params[list(rows)].astype(np.float32): np.savez(open(tmp, "wb"), signal=a, stderr=b, params=c))
-        shards.append({"file": path.name, "n": len(rows)})
+        shards.append(_write_shard(out, len(shards), np.asarray(sig), np.asarray(se), params[list(rows)]))
+    return _write_manifest(out, substrate_family, names, ranges, acquisition, shards,
+                           {"n_spins": n_spins, "dt": dt, "n_steps": n_steps, "seed": seed})
+
+
+def write_library(out_dir, substrate_family: str, acquisition: Acquisition, params, signal, *, ranges: dict,
+                  stderr=None, shard_size: int = 256, info: dict | None = None) -> Path:
+    """Write signals already in memory as a library (the same layout `simulate_library` writes).
+
+    For libraries made elsewhere (another simulator, a mesh substrate) and for tests.
+
+    Args:
+        substrate_family: a name for the substrate family (recorded; training needs no constructor for it).
+        acquisition: the protocol of every sample (PGSE).
+        params: (N, P) parameter values, columns in the order of `ranges` (units: µm, µm²/ms).
+        signal: (N, M) E = S/S0, M = acquisition.n_measurements; stderr: (N, M) or None (zeros).
+        ranges: {name: (low, high)}, the box the parameters were drawn uniformly from (the training prior).
+        info: extra manifest entries (e.g. how the signals were made).
+    Returns:
+        The manifest path.
+    """
+    names = tuple(ranges)
+    params, signal = np.asarray(params, np.float64), np.asarray(signal, np.float64)
+    stderr = np.zeros_like(signal) if stderr is None else np.asarray(stderr, np.float64)
+    n = params.shape[0]
+    if params.shape != (n, len(names)) or signal.shape != (n, acquisition.n_measurements) or stderr.shape != signal.shape:
+        raise ValueError(f"expected params ({n}, {len(names)}) and signal/stderr ({n}, {acquisition.n_measurements}); "
+                         f"got {params.shape}, {signal.shape}, {stderr.shape}")
+    for j, name in enumerate(names):
+        lo, hi = ranges[name]
+        if np.any(params[:, j] < lo) or np.any(params[:, j] > hi):
+            raise ValueError(f"{name} values outside their range [{lo}, {hi}]")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = [_write_shard(out, k, signal[s:s + shard_size], stderr[s:s + shard_size], params[s:s + shard_size])
+              for k, s in enumerate(range(0, n, shard_size))]
+    return _write_manifest(out, substrate_family, names, ranges, acquisition, shards, dict(info or {}))
+
+
+def _write_shard(out: Path, index: int, signal, stderr, params) -> dict:
+    path = out / f"shard_{index:05d}.npz"
+    arrays = {"signal": np.asarray(signal, np.float32), "stderr": np.asarray(stderr, np.float32),
+              "params": np.asarray(params, np.float32)}
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    _atomic_save(path, write)
+    return {"file": path.name, "n": len(arrays["params"])}
+
+
+def _write_manifest(out: Path, family: str, names, ranges, acquisition: Acquisition, shards, info: dict) -> Path:
     manifest = {
-        "substrate_family": substrate_family, "parameter_names": list(names),
-        "ranges": {n: list(map(float, ranges[n])) for n in names}, "n_samples": n_samples, "n_spins": n_spins,
-        "dt": dt, "n_steps": n_steps, "seed": seed, "package_version": __version__, "shards": shards,
+        "substrate_family": family, "parameter_names": list(names),
+        "ranges": {n: list(map(float, ranges[n])) for n in names}, "n_samples": sum(s["n"] for s in shards),
+        **info, "package_version": __version__, "shards": shards,
         "acquisition": {"bvalues": np.asarray(acquisition.bvalues).tolist(),
                         "directions": np.asarray(acquisition.directions).tolist(),
                         "delta": np.nan_to_num(np.asarray(acquisition.delta), nan=-1).tolist(),
@@ -98,6 +148,30 @@ def simulate_library(substrate_family: str, acquisition: Acquisition, ranges: di
     mpath = out / "manifest.json"
     _atomic_save(mpath, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
     return mpath
+
+
+def read_manifest(directory) -> dict:
+    """The manifest of a library directory; FileNotFoundError / ValueError saying what is wrong."""
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a Monte Carlo library (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    missing = [k for k in ("substrate_family", "parameter_names", "ranges", "shards", "acquisition") if k not in manifest]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}")
+    return manifest
+
+
+def library_acquisition(manifest: dict) -> Acquisition:
+    """The PGSE acquisition a library was simulated with (δ, Δ in ms; b in ms/µm²)."""
+    a = manifest["acquisition"]
+    if a.get("is_waveform"):
+        raise ValueError("the library was simulated with free gradient waveforms; only PGSE libraries are supported")
+    return Acquisition.pgse(np.asarray(a["bvalues"]), np.asarray(a["directions"]), delta=np.asarray(a["delta"]),
+                            Delta=np.asarray(a["Delta"]))
 
 
 class MonteCarloLibrarySource:
