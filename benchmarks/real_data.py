@@ -261,7 +261,7 @@ def print_tables(results: list[dict]) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    ap.add_argument("--datasets", nargs="*", default=list(DATASETS), help="(none: only --snr-check)")
     ap.add_argument("--dipy-python", help="python interpreter with dipy installed (kept out of sbi_dmri)")
     ap.add_argument("--data-dir", help="folder with <name>.nii[.gz], <name>.bval, <name>.bvec instead")
     ap.add_argument("--out", default="/tmp/sbi_dmri_real_data", help="working folder for gradients and maps")
@@ -279,6 +279,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.snr_check:
         synthetic_snr_check()
+    if not args.datasets:
+        return 0
 
     from sbi_dmri.pretrained import load_pretrained
 
