@@ -132,7 +132,6 @@ def resolve_snr(net, signals, acquisition: Acquisition, snr=None, valid=None) ->
         how = (f"estimated from the residuals of a {model} fit ({n_fit} voxels; only {int(b0.sum())} b=0 "
                f"measurement): one σ = {sigma:.4g}, S0 per voxel; a lower bound where {model} misfits, "
                "pass snr (--snr) if the scan's SNR is known")
-        logging.getLogger(__name__).warning("SNR %s", how)
     elif snr is None:
         values, sigma = estimate_snr(s, b0, valid=valid)
         how = f"estimated: one σ = {sigma:.4g} (median b=0 spread over the voxels), S0 per voxel"
@@ -149,6 +148,8 @@ def resolve_snr(net, signals, acquisition: Acquisition, snr=None, valid=None) ->
     note = f"SNR {how}; median {np.median(values):.3g}"
     if outside:
         note += f"; {outside} of {V} voxels outside the training range [{lo:g}, {hi:g}] were clipped to it"
+    if snr is None and int(b0.sum()) < 2:
+        logging.getLogger(__name__).warning("%s", note)  # a guess the user should see, not only a note
     return values, note
 
 
