@@ -1,17 +1,18 @@
 """Voxelwise NLLS speed and accuracy: ball_stick and NODDI on hcp_3shell (96 measurements), SNR 50 Rician.
 
-    python benchmarks/fitting.py [--voxels 4096] [--repeats 3] [--scipy-voxels 200] [--defaults-too]
+    python benchmarks/fitting.py [--voxels 4096] [--repeats 3] [--scipy-voxels 200] [--variants "n_starts=1;n_starts=2"]
 
 Prints one table: voxels/s (median of `repeats` timed runs after a compiling warm-up), RMSE per
-parameter against the truth and the median axis error, for Optimistix NLLS and, on a subset of the
-same voxels, for a scipy `least_squares` multi-start reference (ball_stick only). NODDI is timed with
-`n_starts=1` (FIT_OPTIONS; its fixed d_par and d_iso leave no ball/stick role swap, which is what the
-default second start is for: same RMSE to 4 digits); `--defaults-too` adds a row with the defaults.
+parameter against the truth and the median axis error, for `fit_nlls` with its default options
+(and each `--variants` option set, `;`-separated, `,` between options of one set) and, on a subset
+of the same voxels, for a scipy `least_squares` multi-start reference (ball_stick only). Also the
+share of voxels refitted from more starts (`restarted`) and the load average before each row.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -30,8 +31,14 @@ TRUTH_RANGES = {
     "noddi": {"odi": (0.05, 0.6), "ndi": (0.2, 0.8), "f_iso": (0.0, 0.4)},
 }
 
-#: fit_nlls options per model for the timed rows (empty: the defaults).
-FIT_OPTIONS = {"noddi": {"n_starts": 1}}
+
+
+def parse_variants(text: str) -> list[dict]:
+    """"n_starts=1,n_restarts=0;n_starts=2" → [{"n_starts": 1, "n_restarts": 0}, {"n_starts": 2}]."""
+    out = []
+    for part in filter(None, text.split(";")):
+        out.append({k.strip(): int(v) for k, v in (kv.split("=") for kv in part.split(","))})
+    return out
 
 
 def truths(model, n, rng):
@@ -54,7 +61,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scipy-voxels", type=int, default=200)
     ap.add_argument("--models", default="ball_stick,noddi")
-    ap.add_argument("--defaults-too", action="store_true", help="also time models in FIT_OPTIONS with the defaults")
+    ap.add_argument("--variants", default="", help="extra fit_nlls option sets, e.g. 'n_starts=1;n_starts=2'")
     args = ap.parse_args()
     acq = load_protocol("hcp_3shell")
     rng = np.random.default_rng(0)
@@ -70,16 +77,19 @@ def main():
         truth = truths(m, args.voxels, rng)
         mu = jax.vmap(m.signal, in_axes=(None, 0))(acq, {k: jax.numpy.asarray(v) for k, v in truth.items()})
         y = 1000.0 * np.asarray(add_noise(jax.random.key(1), mu, 50.0, "rician"))  # raw: S0 from the b0s
-        variants = [FIT_OPTIONS.get(name, {})] + ([{}] if args.defaults_too and FIT_OPTIONS.get(name) else [])
-        for opts in variants:
+        for opts in [{}] + parse_variants(args.variants):
+            load = os.getloadavg()[0]
             fit_nlls(m, acq, y[:1024], progress=False, **opts)  # compile (chunk size 1024 = the timed runs')
             times = []
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 r = fit_nlls(m, acq, y, progress=False, **opts)
                 times.append(time.perf_counter() - t)
-            label = "optimistix LM" + (" " + ",".join(f"{k}={v}" for k, v in opts.items()) if opts else "")
-            rows.append((name, label, args.voxels / np.median(times), errors(r.params, truth), r.fraction_converged))
+            label = "LM " + (",".join(f"{k}={v}" for k, v in opts.items()) if opts else "defaults")
+            err = errors(r.params, truth)
+            err["restarted"] = float(np.mean(r.restarted))
+            err["load"] = load
+            rows.append((name, label, args.voxels / np.median(times), err, r.fraction_converged))
         if name == "ball_stick" and args.scipy_voxels:
             k = args.scipy_voxels
             t = time.perf_counter()
@@ -87,7 +97,7 @@ def main():
             dt = time.perf_counter() - t
             sub = {kk: v[:k] for kk, v in truth.items()}
             rows.append((name, f"scipy TRF 4-start ({k} vox)", k / dt, errors(ref, sub), float("nan")))
-            rows.append((name, f"optimistix LM, same {k} vox", float("nan"),
+            rows.append((name, f"LM defaults, same {k} vox", float("nan"),
                          errors({kk: v[:k] for kk, v in r.params.items()}, sub), float("nan")))
 
 
@@ -96,7 +106,7 @@ class _Rows(list):
 
     def append(self, row):
         name, method, vps, err, conv = row
-        e = ", ".join(f"{k} {v:.4f}" if "°" not in k else f"{k} {v:.2f}" for k, v in err.items())
+        e = ", ".join(f"{k} {v:.4f}" if "°" not in k and k != "load" else f"{k} {v:.2f}" for k, v in err.items())
         print(f"{name:<11} {method:<30} {vps:8.0f}  {conv:5.3f}  {e}", flush=True)
         super().append(row)
 

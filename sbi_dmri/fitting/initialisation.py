@@ -92,3 +92,65 @@ def candidate_points(prior: Prior, n: int, key) -> jax.Array:
         if isinstance(f, AxisUniform):
             z = z.at[:, s].set(0.0)
     return z
+
+
+#: Smallest fraction a variable-projection start gets (its log-ratio chart coordinate stays finite).
+_FRACTION_FLOOR = 1e-3
+
+
+def linear_fractions(model, acquisition: Acquisition) -> slice | None:
+    """Chart slice of the simplex fractions if `model`'s signal is Σ_k f_k E_k with E_k independent
+    of the fractions (so they can be solved for linearly), else None.
+
+    True for SANDI, ball_stick, AxCaliber; false for NODDI (its extra-neurite d_perp is derived
+    from ndi by tortuosity), for custom weights, or when some fraction is fixed. Checked on the
+    acquisition by evaluating the compartments at one prior draw with two different fraction sets.
+    """
+    from ..models.composite import MultiCompartmentModel
+    from ..priors import Dirichlet
+
+    if not isinstance(model, MultiCompartmentModel) or model._weights_fn is not None:
+        return None
+    names = model.fraction_names
+    if len(names) < 2:
+        return None
+    prior = model.prior
+    found = [s for f, s in zip(prior.factors, prior.slices) if isinstance(f, Dirichlet) and f.names == names[:-1]]
+    if len(found) != 1 or set(names) & set(model.tied) | set(names) & set(model.derived):
+        return None
+    draw = {k: v[0] for k, v in prior.sample(jax.random.key(0), 1).items()}
+    other = dict(draw)
+    for k in names[:-1]:
+        other[k] = 0.5 * draw[k]
+    a = model.compartment_signals(acquisition, draw)
+    b = model.compartment_signals(acquisition, other)
+    if any(not np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a):
+        return None
+    return found[0]
+
+
+def best_fractions(cols: jax.Array, y: jax.Array, fit_s0: bool):
+    """Fractions (N, K) on the simplex (each ≥ 1e-3) that best fit y (n,) as Σ_k f_k cols[:, :, k].
+
+    cols (N, n, K): the K compartment signals of N candidates. Without fit_s0 the fractions sum to 1
+    (eliminating the last one); with it, non-negative weights w are fitted and S0 = Σ w returned as
+    the scale (N,), else None. Least squares, then clipped to the floor and renormalised (a start,
+    not an estimate)."""
+    eps = 1e3 * jnp.finfo(cols.dtype).eps
+    if fit_s0:
+        A, rhs = cols, jnp.broadcast_to(y, cols.shape[:2])
+    else:
+        A, rhs = cols[..., :-1] - cols[..., -1:], y[None, :] - cols[..., -1]
+    AtA = jnp.einsum("nmi,nmj->nij", A, A)
+    k = AtA.shape[-1]
+    reg = eps * jnp.trace(AtA, axis1=-2, axis2=-1)[:, None, None] * jnp.eye(k, dtype=A.dtype)[None]
+    w = jnp.linalg.solve(AtA + reg, jnp.einsum("nmi,nm->ni", A, rhs)[..., None])[..., 0]
+    if fit_s0:
+        w = jnp.maximum(w, 0.0)
+        scale = jnp.maximum(jnp.sum(w, axis=1), 1e-30)
+        f = w / scale[:, None]
+    else:
+        scale = None
+        f = jnp.concatenate([w, 1.0 - jnp.sum(w, axis=1, keepdims=True)], axis=1)
+    f = jnp.clip(f, _FRACTION_FLOOR, 1.0)
+    return f / jnp.sum(f, axis=1, keepdims=True), scale

@@ -21,6 +21,8 @@ class FitResult:
         s0: non-diffusion-weighted signal, in the input's unit (1 for s0=None); NaN if not fitted.
         sigma: noise σ of the normalised signal used by the Rician fit (given or estimated), else None.
         num_steps: optimiser steps taken (the last stage, for Rician the BFGS stage).
+        restarted: voxels refitted from more starts because their least-squares loss stood out
+            (`fit_nlls`'s n_restarts); None where not recorded.
     """
 
     params: dict[str, np.ndarray]
@@ -30,6 +32,7 @@ class FitResult:
     s0: np.ndarray
     sigma: np.ndarray | None
     num_steps: np.ndarray
+    restarted: np.ndarray | None = None
 
     @property
     def fraction_converged(self) -> float:
