@@ -9,7 +9,11 @@ test set of EVALUATION.md), measured with one protocol of the training family:
   on the same noisy voxels, RMSE and bias;
 - posterior-to-prior width ratio per parameter (median over the test set, constrained units);
 - per-voxel trust: the Pareto k̂ of the importance weights under the analytic likelihood, and the
-  fraction of voxels flagged (k̂ > 0.7).
+  fraction of voxels flagged (k̂ > 0.7);
+- C2ST against a NUTS reference posterior (`fitting.sample_posterior`, Rician likelihood at the known σ,
+  4 chains) on the first `c2st_voxels` voxels of the test set, in the network's θ space (the same
+  frame for both): held-out classifier accuracy per voxel (0.5 = indistinguishable; gate ≤ 0.60), with
+  the reference's largest split-R̂.
 
     python -m sbi_dmri.inference.model_card checkpoints/ball_stick --protocol hcp_3shell clinical_2shell hardi_2shell
 """
@@ -47,9 +51,49 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
     return np.asarray(s), np.asarray(t)
 
 
+def _voxel_frames(net, signals, acquisition):
+    """(n, 3, 3) the DTI frames the network's θ space uses for these voxels."""
+    from ..networks.features import protocol_features
+    from ..pretrained import _build_batch
+    from .engine import _float32_acquisition
+
+    acq = _float32_acquisition(acquisition)
+    b0 = jnp.asarray(np.asarray(acquisition.bvalues) <= 0.05)
+    batch = _build_batch(jnp.asarray(signals, jnp.float32), protocol_features(acq), b0, acq.bvalues, acq.directions)
+    return np.asarray(batch["frame"])
+
+
+def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_draws: int = 1000, seed: int = 0) -> dict:
+    """Per-voxel C2ST accuracy of the network's posterior against NUTS (module docstring), and NUTS's R̂.
+
+    Args:
+        signals: (V, M) noisy normalised signals (S0 = 1) at `snr`. init: NLLS parameters (name → (V,) / (V, 3))
+            to start the chains from. n_draws: draws of each posterior per voxel (NUTS: 4 chains × n_draws/4).
+    """
+    from ..diagnostics.c2st import c2st
+    from ..fitting.mcmc import sample_posterior
+
+    y = np.asarray(signals)
+    ref = sample_posterior(net.space.model, acquisition, y, sigma=1.0 / snr, noise="rician", init=init,
+                           n_chains=4, num_warmup=500, num_samples=n_draws // 4, key=jax.random.key(seed))
+    frames = _voxel_frames(net, y, acquisition)
+    V, n = len(y), ref.params[net.space.model.parameter_names[0]].shape[1]
+    frame_rep = jnp.asarray(np.broadcast_to(frames[:, None], (V, n, 3, 3)), jnp.float32)
+    ref_theta = np.asarray(net.space.to_theta({k: jnp.asarray(v, jnp.float32) for k, v in ref.params.items()}, frame_rep))
+    truth = {k: v[:, 0] for k, v in ref.params.items()}  # unused by the accuracies; fixes the shapes
+    net_theta, _ = _theta_draws(net, y, acquisition, truth, n_draws, jax.random.PRNGKey(seed + 1), snr)
+    acc = np.array([c2st(net_theta[v], ref_theta[v], seed=seed + v) for v in range(V)])
+    return {"accuracies": acc, "nuts_rhat_max": float(np.nanmax(ref.rhat)),
+            "nuts_divergences": int(np.sum(ref.divergences)), "n_draws": n_draws}
+
+
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
-                        seed: int = 0, progress: bool = False) -> dict:
-    """The measured diagnostics of a `PretrainedPosterior` on `acquisition` (module docstring)."""
+                        seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0) -> dict:
+    """The measured diagnostics of a `PretrainedPosterior` on `acquisition` (module docstring).
+
+    c2st_voxels: voxels compared with NUTS by C2ST at the SNR `c2st_snr` (one of `snrs`; 0: skip; the model
+        card uses 20: NUTS is the slow part).
+    """
     from ..diagnostics.report import evaluate_gates
     from ..fitting import fit_nlls
     from ..noise import add_noise
@@ -76,13 +120,24 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         ok = fit.fitted & np.all([np.all(np.isfinite(np.reshape(v, (n_sims, -1))), axis=1)
                                   for v in fit.params.values()], axis=0)
         samples, truths = _theta_draws(net, y, acquisition, truth, n_draws, k_d, snr)
+        c2st_result = None
+        if c2st_voxels and snr == c2st_snr:
+            t0 = time.perf_counter()
+            idx = np.flatnonzero(ok)[:c2st_voxels]
+            c2st_result = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()},
+                                            snr, seed=seed + i)
+            c2st_result["seconds"] = time.perf_counter() - t0
         report = evaluate_gates(
             samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}", seed=seed,
             estimates={k: v[ok] for k, v in res.mean.items()},
             recovery_truths={k: v[ok] for k, v in truth.items()},
             reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
             khat=res.khat[np.isfinite(res.khat)],
+            c2st_accuracies=None if c2st_result is None else c2st_result["accuracies"],
         )
+        if c2st_result is not None:
+            report["c2st"].update(nuts_rhat_max=c2st_result["nuts_rhat_max"],
+                                  nuts_divergences=c2st_result["nuts_divergences"], seconds=c2st_result["seconds"])
         report["width_ratio_median"] = {k: float(np.median(v)) for k, v in res.width_ratio.items()}
         report["nlls_fitted_fraction"] = float(np.mean(ok))
         report["seconds"] = {"network_posterior_and_trust": t_net, "nlls": t_fit}
@@ -145,6 +200,17 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
             for name, row in r["recovery"]["table"].items():
                 lines.append(f"| {pname} | {snr} | {name} | {row['rmse']:.4f} | {row['reference_rmse']:.4f} | "
                              f"{row['rmse_ratio']:.2f} | {_fmt(row['bias'], '+.4f')} | {_fmt(row['reference_bias'], '+.4f')} |")
+    if any("c2st" in r for ev in per_protocol.values() for r in ev["by_snr"].values()):
+        lines += ["", "### C2ST against NUTS (per-voxel classifier accuracy; 0.5 = same posterior, gate ≤ 0.60)", "",
+                  "| protocol | SNR | voxels | median | max | voxels > 0.60 | NUTS max R̂ | gate |", "|---|---|---|---|---|---|---|---|"]
+        for pname, ev in per_protocol.items():
+            for snr, r in ev["by_snr"].items():
+                c = r.get("c2st")
+                if c:
+                    acc = np.asarray(c["accuracies"])
+                    lines.append(f"| {pname} | {snr} | {acc.size} | {np.median(acc):.3f} | {acc.max():.3f} | "
+                                 f"{int(np.sum(acc > 0.6))} | {c.get('nuts_rhat_max', float('nan')):.3f} | "
+                                 f"{'pass' if c['pass'] else 'FAIL'} |")
     lines += ["", "### Posterior-to-prior width ratio (median; sd ratio, orientation: RMS-angle ratio)", "",
               "| protocol | SNR | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for pname, ev in per_protocol.items():
@@ -191,6 +257,7 @@ def main(argv=None) -> None:
                     help="shipped protocols of the family to test on (each is a separate test set)")
     ap.add_argument("--n-sims", type=int, default=1000)
     ap.add_argument("--n-draws", type=int, default=100)
+    ap.add_argument("--c2st-voxels", type=int, default=20, help="voxels compared with NUTS at SNR 20 (0: skip)")
     ap.add_argument("--training", default="{}", help="JSON dict of training facts (steps, wall time, command)")
     args = ap.parse_args(argv)
     net = load_pretrained(args.folder)
@@ -199,7 +266,8 @@ def main(argv=None) -> None:
         acq = load_protocol(name)
         net.protocol.check(acq)  # a test protocol must belong to the training family
         print(f"evaluating on {name} ...", flush=True)
-        by_protocol[name] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws)
+        by_protocol[name] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws,
+                                                c2st_voxels=args.c2st_voxels)
     print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, json.loads(args.training))))
 
 

@@ -60,6 +60,11 @@ class AmortizedPosterior(nnx.Module):
             check's likelihood uses the same σ. Without it the network marginalises over the training SNR
             range and is over-confident at the low end of the range (measured; see the model card).
         point_weight: weight of the point-head losses relative to the flow's NLL.
+        frame_moments: separable encoder only: T signal-weighted b-tensor moments Σ_j w_t(s_j, b_j, δ, Δ) B̂_j,
+            pooled in the scanner frame (once-per-protocol cost) and rotated into the voxel's frame
+            (batch["frame"]) before the head, so the rotation-invariant summaries of the directional signal
+            (e.g. the attenuation along and across the DTI axis per shell) are inputs instead of something
+            the head must learn to compute from scanner-frame moments and the frame. 0: off.
     """
 
     def __init__(
@@ -68,7 +73,7 @@ class AmortizedPosterior(nnx.Module):
         flow: Literal["spline", "affine"] = "spline", flow_layers: int = 4,
         quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95), context_dim: int | None = None,
         frame_input: bool = False, point_weight: float = 1.0, n_bins: int = 8, n_basis: int = 8,
-        flow_hidden: int | None = None, snr_input: bool = False, rngs: nnx.Rngs,
+        flow_hidden: int | None = None, snr_input: bool = False, frame_moments: int = 0, rngs: nnx.Rngs,
     ):
         q = np.asarray(quantiles, np.float64)
         if q.ndim != 1 or q.size < 1 or np.any(q <= 0) or np.any(q >= 1) or np.any(np.diff(q) <= 0):
@@ -77,7 +82,7 @@ class AmortizedPosterior(nnx.Module):
         extra = (9 if frame_input else 0) + (1 if snr_input else 0)
         if encoder == "separable":
             self.encoder = SeparableSetEncoder(feature_dim, hidden, C, depth, n_basis=n_basis, extra_dim=extra,
-                                               rngs=rngs)
+                                               frame_moments=frame_moments, rngs=rngs)
         elif encoder == "set":
             self.encoder = SetEncoder(feature_dim, hidden, C, depth, extra_dim=extra, rngs=rngs)
         elif encoder == "mlp":
@@ -86,6 +91,8 @@ class AmortizedPosterior(nnx.Module):
             self.encoder = MLPEncoder(n_measurements, hidden, C, depth, extra_dim=extra, rngs=rngs)
         else:
             raise ValueError(f"encoder must be 'separable', 'set' or 'mlp', got {encoder!r}")
+        if frame_moments and encoder != "separable":
+            raise ValueError(f"frame_moments needs encoder='separable', got {encoder!r}")
         self.encoder_kind, self.frame_input, self.snr_input = encoder, frame_input, snr_input
         self.dim, self.quantile_levels, self.point_weight = parameter_dim, tuple(float(x) for x in q), float(point_weight)
         self.flow = ConditionalFlow(parameter_dim, C, kind=flow, n_layers=flow_layers,
@@ -119,11 +126,15 @@ class AmortizedPosterior(nnx.Module):
 
     def context_from_embedding(self, batch: Batch, embedding):
         """Context with a precomputed `protocol_embedding` (volume inference)."""
-        return self.encoder.encode(batch["signals"], batch["mask"], embedding, self._extra(batch))
+        return self.encoder.encode(batch["signals"], batch["mask"], embedding, self._extra(batch), *self._frame(batch))
 
     def context(self, batch: Batch) -> jax.Array:
         """(B, C)."""
-        return self.encoder(batch["signals"], batch["mask"], batch.get("protocol"), self._extra(batch))
+        return self.encoder(batch["signals"], batch["mask"], batch.get("protocol"), self._extra(batch), *self._frame(batch))
+
+    def _frame(self, batch) -> tuple:
+        """The frame argument of the separable encoder's moment tensors (none for the other encoders)."""
+        return (batch.get("frame"),) if self.encoder_kind == "separable" else ()
 
     # ------------------------------------------------------------------ flow and head
     def log_prob(self, context, theta):

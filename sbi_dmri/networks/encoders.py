@@ -29,6 +29,15 @@ tissue models are read from (per-shell mean attenuation, the signal-weighted ten
 angular moments): A is any function of ĝĝᵀ, b, δ, Δ. Mean pooling keeps the exact invariance to
 padding and order; the count enters as log(n) like above.
 
+Frame moments (`frame_moments` = T > 0): the separable encoder also pools T signal-weighted b-tensors
+    M_t = (1/n) Σ_j Σ_k g_k(s_j) a_kt(b_j, δ_j, Δ_j, TE_j) B̂_j      (3 × 3 each)
+(the weights depend on rotation-invariant protocol features only, so M_t rotates with the scanner
+frame; computed by the same once-per-protocol contraction) and rotates them into the voxel's DTI frame
+R before the head: R M_t Rᵀ. Those entries (e.g. the attenuation along and across the DTI axis, per
+shell) do not depend on how the head is oriented in the scanner, so the head reads rotation-invariant
+summaries of the directional signal instead of having to learn the product of scanner-frame moments
+with the 9 frame numbers.
+
 `MLPEncoder`: a fixed protocol (signals only, in a fixed order, M fixed) → MLP → c.
 
 All take an optional extra per-voxel vector (`extra`, e.g. the flattened DTI frame) appended
@@ -132,22 +141,36 @@ class SeparableSetEncoder(nnx.Module):
     """
 
     def __init__(self, feature_dim: int, hidden: int, context_dim: int, depth: int = 2, *, n_basis: int = 8,
-                 extra_dim: int = 0, rngs: nnx.Rngs):
+                 extra_dim: int = 0, frame_moments: int = 0, rngs: nnx.Rngs):
         if n_basis < 3:
             raise ValueError(f"n_basis must be ≥ 3 (1, s and at least one learnt function), got {n_basis}")
+        if frame_moments < 0:
+            raise ValueError(f"frame_moments must be ≥ 0, got {frame_moments}")
         n_learnt = n_basis - 2
         # tanh(4 (s − centre)): steps spread over the range S/S0 takes (0 … 1), slopes and centres learnt.
         centres = (np.arange(n_learnt) + 0.5) / n_learnt
         self.basis_slope = nnx.Param(jnp.full((n_learnt,), 4.0, jnp.float32))
         self.basis_shift = nnx.Param(jnp.asarray(-4.0 * centres, jnp.float32))
         self.protocol_net = MLP(feature_dim, hidden, n_basis * hidden, depth, rngs=rngs)
-        self.head = MLP(hidden + 1 + extra_dim, hidden, context_dim, depth, rngs=rngs)
-        self.n_basis, self.hidden, self.extra_dim = n_basis, hidden, extra_dim
+        if frame_moments:
+            # rotation-invariant protocol features only (b, δ, Δ, TE): the direction enters through B̂
+            self.moment_net = MLP(len(_INVARIANT_FEATURES), hidden, n_basis * frame_moments, depth, rngs=rngs)
+        self.head = MLP(hidden + 6 * frame_moments + 1 + extra_dim, hidden, context_dim, depth, rngs=rngs)
+        self.n_basis, self.hidden, self.extra_dim, self.frame_moments = n_basis, hidden, extra_dim, frame_moments
 
-    def protocol_embedding(self, protocol: Float[Array, "... M F"]) -> Float[Array, "... M K H"]:
-        """A(p), (..., M, K, H): the whole protocol half. Compute once per protocol."""
+    def protocol_embedding(self, protocol: Float[Array, "... M F"]) -> Float[Array, "... M K W"]:
+        """A(p), (..., M, K, W) with W = H + 6·frame_moments: the whole protocol half. Compute once per protocol.
+
+        The last 6·frame_moments columns are a_kt(b, δ, Δ, TE) ⊗ B̂ (six entries, `features.py` order), whose
+        pooled sums are the signal-weighted tensors that `encode` rotates into the voxel's frame.
+        """
         a = self.protocol_net(protocol)
-        return a.reshape(a.shape[:-1] + (self.n_basis, self.hidden))
+        a = a.reshape(a.shape[:-1] + (self.n_basis, self.hidden))
+        if not self.frame_moments:
+            return a
+        t = self.moment_net(protocol[..., _INVARIANT_FEATURES])
+        t = t.reshape(t.shape[:-1] + (self.n_basis, self.frame_moments, 1)) * protocol[..., None, None, 1:7]
+        return jnp.concatenate([a, t.reshape(t.shape[:-3] + (self.n_basis, 6 * self.frame_moments))], axis=-1)
 
     def basis(self, signals: Float[Array, "B M"]) -> Float[Array, "B M K"]:
         """g(s) = [1, s, tanh(a s + c)]."""
@@ -161,8 +184,16 @@ class SeparableSetEncoder(nnx.Module):
         mask: Bool[Array, "B M"],
         embedding: Float[Array, "M K H"] | Float[Array, "G M K H"],
         extra: Float[Array, "B E"] | None = None,
+        frame: Float[Array, "B 3 3"] | None = None,
     ) -> Float[Array, "B C"]:
-        """Context from signals and a precomputed `protocol_embedding` (shared, or per group / voxel)."""
+        """Context from signals and a precomputed `protocol_embedding` (shared, or per group / voxel).
+
+        `frame` (rows u, v, e₁; identity when None) is the voxel's frame the moment tensors are rotated into.
+        """
+        return self.head(self.head_input(signals, mask, embedding, extra, frame))
+
+    def head_input(self, signals, mask, embedding, extra=None, frame=None) -> Float[Array, "B I"]:
+        """[pooled (H), log count, rotated moments (6·frame_moments), extra]: what the head MLP reads."""
         B, M = signals.shape
         g = jnp.where(mask[..., None], self.basis(signals), 0.0)  # masked tokens contribute nothing
         count = jnp.maximum(jnp.sum(mask, axis=1, keepdims=True).astype(g.dtype), 1.0)  # (B, 1)
@@ -172,13 +203,38 @@ class SeparableSetEncoder(nnx.Module):
             G = embedding.shape[0]
             g = g.reshape(G, voxels_per_group(G, B), M, self.n_basis)
             pooled = jnp.einsum("grmk,gmkh->grh", g, embedding).reshape(B, -1)
-        parts = [pooled / count, jnp.log(count) / _COUNT_SCALE]
+        pooled = pooled / count
+        parts = [pooled[:, : self.hidden], jnp.log(count) / _COUNT_SCALE]
+        if self.frame_moments:
+            tensors = _six_to_matrix(pooled[:, self.hidden :].reshape(B, self.frame_moments, 6))
+            R = jnp.broadcast_to(jnp.eye(3, dtype=pooled.dtype), (B, 3, 3)) if frame is None else frame
+            rotated = jnp.einsum("via,vtab,vjb->vtij", R, tensors, R)  # R T Rᵀ: the tensors in the voxel frame
+            parts.append(_matrix_to_six(rotated).reshape(B, 6 * self.frame_moments))
         if self.extra_dim:
             parts.append(extra)
-        return self.head(jnp.concatenate(parts, axis=-1))
+        return jnp.concatenate(parts, axis=-1)
 
-    def __call__(self, signals, mask, protocol, extra=None):
-        return self.encode(signals, mask, self.protocol_embedding(protocol), extra)
+    def __call__(self, signals, mask, protocol, extra=None, frame=None):
+        return self.encode(signals, mask, self.protocol_embedding(protocol), extra, frame)
+
+
+# columns of `features.protocol_features` that do not change under a rotation: b, δ, Δ, TE
+_INVARIANT_FEATURES = np.array([0, 7, 8, 9])
+_ROOT2 = math.sqrt(2.0)
+
+
+def _six_to_matrix(six: Float[Array, "... 6"]) -> Float[Array, "... 3 3"]:
+    """[xx, yy, zz, √2xy, √2xz, √2yz] → the symmetric 3×3 matrix."""
+    xx, yy, zz = six[..., 0], six[..., 1], six[..., 2]
+    xy, xz, yz = six[..., 3] / _ROOT2, six[..., 4] / _ROOT2, six[..., 5] / _ROOT2
+    rows = [jnp.stack([xx, xy, xz], -1), jnp.stack([xy, yy, yz], -1), jnp.stack([xz, yz, zz], -1)]
+    return jnp.stack(rows, -2)
+
+
+def _matrix_to_six(m: Float[Array, "... 3 3"]) -> Float[Array, "... 6"]:
+    """The inverse of `_six_to_matrix` (Frobenius norm preserved)."""
+    return jnp.stack([m[..., 0, 0], m[..., 1, 1], m[..., 2, 2], _ROOT2 * m[..., 0, 1], _ROOT2 * m[..., 0, 2],
+                      _ROOT2 * m[..., 1, 2]], -1)
 
 
 class MLPEncoder(nnx.Module):

@@ -56,6 +56,11 @@ class ProtocolFamily:
         """M_max, the padded number of measurements."""
         return self.n_b0[1] + len(self.shells) * self.directions[1]
 
+    @property
+    def b_max(self) -> float:
+        """The largest b-value any protocol of the family can have, ms/µm²."""
+        return float(max(hi for _, hi in self.shells))
+
     def sample(self, key) -> tuple[Acquisition, jax.Array]:
         """One voxel's protocol: an `Acquisition` with (M_max,) traced fields, and its (M_max,) mask."""
         k_nb0, k_ndir, k_b, k_dir, k_delta, k_Delta, k_keep = jax.random.split(key, 7)
@@ -134,6 +139,11 @@ class FixedProtocol:
     @property
     def n_max(self) -> int:
         return self.acquisition.n_measurements
+
+    @property
+    def b_max(self) -> float:
+        """The largest b-value of the protocol, ms/µm²."""
+        return float(np.max(self.acquisition.bvalues))
 
     def sample(self, key) -> tuple[Acquisition, jax.Array]:
         a = self.acquisition

@@ -128,3 +128,38 @@ def test_separable_contraction_equals_explicit_token_sum():
         enc.head = head
     np.testing.assert_allclose(np.asarray(captured["x"])[:, :H], expected, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(np.asarray(captured["x"])[:, H], np.log(m.sum(1)) / np.log(1000.0), rtol=1e-6)
+
+
+def test_frame_moments_rotate_with_the_voxel_frame():
+    """Rotating the scanner directions by Q and the voxel frame R to R Qᵀ leaves the rotated moment tensors
+    unchanged (what the head reads does not depend on how the head sits in the scanner); rotating the
+    directions alone changes them; and the moments equal the explicit token sum R M_t Rᵀ."""
+    T = 3
+    enc = SeparableSetEncoder(FEATURE_DIM, H, 8, 2, frame_moments=T, rngs=nnx.Rngs(0))
+    acq = ball_stick_protocol()
+    signals = jax.random.uniform(jax.random.PRNGKey(1), (B, M), minval=0.1, maxval=1.0)
+    mask = jnp.ones((B, M), bool).at[2, 5:25].set(False)
+    R = np.linalg.qr(np.random.default_rng(0).normal(size=(B, 3, 3)))[0]
+    Q = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    rotated_acq = type(acq).pgse(acq.bvalues, acq.directions @ Q.T, delta=acq.delta, Delta=acq.Delta, TE=acq.TE)
+
+    def moments(a, frame):
+        x = enc.head_input(signals, mask, enc.protocol_embedding(protocol_features(a)), None, jnp.asarray(frame, jnp.float32))
+        return np.asarray(x[:, H + 1 : H + 1 + 6 * T], np.float64)
+
+    base = moments(acq, R)
+    np.testing.assert_allclose(moments(rotated_acq, R @ Q.T), base, atol=2e-5)
+    assert np.max(np.abs(moments(rotated_acq, R) - base)) > 1e-3
+    # explicit: M_t = (1/n) Σ_j Σ_k g_k(s_j) a_kt(p_j) ĝ_j ĝ_jᵀ, then R M_t Rᵀ
+    p = protocol_features(acq)
+    a = np.asarray(enc.moment_net(p[:, np.array([0, 7, 8, 9])]), np.float64).reshape(M, enc.n_basis, T)
+    g = np.asarray(enc.basis(signals), np.float64)
+    b = np.asarray(acq.bvalues)
+    gg = np.where((b > 0)[:, None, None], np.einsum("ma,mb->mab", acq.directions, acq.directions), 0.0)
+    m = np.asarray(mask)
+    for v in range(B):
+        Mt = np.einsum("mk,mkt,mab->tab", g[v] * m[v][:, None], a, gg) / m[v].sum()
+        Rt = np.einsum("ia,tab,jb->tij", R[v], Mt, R[v])
+        six = np.stack([Rt[:, 0, 0], Rt[:, 1, 1], Rt[:, 2, 2], np.sqrt(2) * Rt[:, 0, 1], np.sqrt(2) * Rt[:, 0, 2],
+                        np.sqrt(2) * Rt[:, 1, 2]], -1)
+        np.testing.assert_allclose(base[v], six.reshape(-1), rtol=2e-4, atol=2e-5)
