@@ -12,7 +12,7 @@ What the library fixes and the run inherits:
   ValueError, as for analytic fixed protocols).
 - held-out set: the last `data.validation_fraction` of the samples (parameters are i.i.d., so the
   tail is a random subset); validation and the end-of-training calibration diagnostics draw from it
-  (with replacement, fresh noise), training never sees it.
+  (each held-out sample once per V draws, fresh noise), training never sees it.
 
 Determinism and resume: the noise of step s comes from `fold_in(data_key, s)`, and the Grain iterator
 state (the index of the next batch) is saved in every "latest" checkpoint (the `data` item) and
@@ -67,7 +67,7 @@ def describe_library(path: str) -> dict:
     except (OSError, ValueError) as e:
         raise ConfigError("data.path", str(e)) from None
     with open(os.path.join(path, "manifest.json"), "rb") as fh:
-        digest = hashlib.sha256(fh.read()).hexdigest()
+        digest = hashlib.sha256(fh.read()).hexdigest()  # covers the shards: their digests are in it
     return {"path": os.path.abspath(path), "substrate_family": manifest["substrate_family"],
             "parameter_names": list(manifest["parameter_names"]), "ranges": manifest["ranges"],
             "n_samples": int(sum(s["n"] for s in manifest["shards"])), "manifest_sha256": digest}
@@ -128,9 +128,15 @@ class LibrarySimulator:
         return observe(k_snr, k_noise, named, acq, mask, signal.astype(jnp.float32), self.noise, groups)
 
     def simulate(self, key, n: int, groups: int = 1) -> Simulation:
-        """`n` held-out samples drawn with replacement, with fresh noise (validation, diagnostics)."""
+        """`n` held-out samples with fresh noise (validation, diagnostics): a random permutation of the V
+        held-out samples, cycled when n > V, so each is used ⌊n/V⌋ or ⌈n/V⌉ times.
+
+        With n > V the draws share truths: calibration tests that assume independent draws (the SBC KS
+        test) then see fewer independent truths than n; hold out at least `evaluation.n_sims` samples.
+        """
         k_pick, k_obs = jax.random.split(key)
-        i = jax.random.randint(k_pick, (n,), 0, self.held_signal.shape[0])
+        V = self.held_signal.shape[0]
+        i = jax.random.permutation(k_pick, V)[jnp.arange(n) % V]
         return self.observe(k_obs, self.held_signal[i], self.held_params[i], groups or 1)
 
     def dataset(self, batch_size: int, seed: int) -> grain.MapDataset:

@@ -40,6 +40,10 @@ def test_write_library_matches_the_simulated_layout_and_checks_its_input(tmp_pat
                   shard_size=2, info={"made_by": "closed form"})
     manifest = read_manifest(tmp_path)
     assert manifest["n_samples"] == 3 and len(manifest["shards"]) == 2 and manifest["made_by"] == "closed form"
+    import hashlib
+
+    shard = manifest["shards"][1]  # its digest in the manifest: a changed library changes the manifest
+    assert shard["sha256"] == hashlib.sha256((tmp_path / shard["file"]).read_bytes()).hexdigest() and shard["n"] == 1
     src = MonteCarloLibrarySource(tmp_path)
     np.testing.assert_allclose(src[2]["signal"], signal[2], rtol=1e-6)  # float32 on disk
     assert np.all(src[1]["stderr"] == 0) and tuple(src[1]["params"]) == (3.0, 2.0)

@@ -261,3 +261,19 @@ def test_runs_stored_before_the_data_section_still_resume():
     _check_same_run(stored, current)  # the missing section holds its default: no error
     with pytest.raises(ConfigError, match="data.kind"):
         _check_same_run(stored, {**current, "data": {**current["data"], "kind": "library", "path": "x"}})
+
+
+def test_held_out_draws_cycle_through_the_tail_and_a_changed_library_is_refused(library, tmp_path):
+    from sbi_dmri.training.library_data import check_same_library, describe_library
+
+    directory, params, _ = library
+    sim = build_simulator(_config(directory))
+    radius = np.asarray(jax.jit(lambda k: sim.simulate(k, 10).params["radius"])(jax.random.PRNGKey(0)))
+    tail = np.sort(params[36:, 0].astype(np.float32))
+    counts = [int(np.sum(np.isclose(radius, r, rtol=1e-6))) for r in tail]
+    assert sorted(counts) == [2, 2, 3, 3]  # 10 draws over 4 held-out samples: each 2 or 3 times
+    same = describe_library(str(directory))
+    check_same_library(same, {**same, "path": "/moved/elsewhere"})  # a moved library resumes
+    _toy_library(tmp_path / "other", seed=2)
+    with pytest.raises(ConfigError, match="data.path: the library at .* is not the one this run started on"):
+        check_same_library(same, describe_library(str(tmp_path / "other")))

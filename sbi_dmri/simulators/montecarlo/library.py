@@ -10,6 +10,7 @@ Grain random-access source over the shards (`grain.MapDataset.source(MonteCarloL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -131,7 +132,8 @@ def _write_shard(out: Path, index: int, signal, stderr, params) -> dict:
             np.savez(fh, **arrays)
 
     _atomic_save(path, write)
-    return {"file": path.name, "n": len(arrays["params"])}
+    # the digest puts the content in the manifest: a run trained on the library can tell it changed
+    return {"file": path.name, "n": len(arrays["params"]), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _write_manifest(out: Path, family: str, names, ranges, acquisition: Acquisition, shards, info: dict) -> Path:
