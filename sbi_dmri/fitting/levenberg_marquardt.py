@@ -33,9 +33,9 @@ _LAMBDA_MAX = 1e16
 _LAMBDA_INIT = 1e-3
 
 
-def levenberg_marquardt(residual: Callable[[jax.Array], jax.Array], z0: jax.Array, *, max_steps: int,
+def levenberg_marquardt(residual: Callable[[jax.Array], jax.Array], z0: jax.Array, *, max_steps,
                         rtol: float, atol: float):
-    """Minimise ‖residual(z)‖² from z0 (p,). Returns (z, cost, converged, num_steps).
+    """Minimise ‖residual(z)‖² from z0 (p,); max_steps may be traced. Returns (z, cost, converged, num_steps).
 
     Stops (converged) when an accepted step has max|δ| ≤ atol + rtol·max|z| (the tolerance is on the
     chart coordinates), when the cost reaches exactly 0, or when λ exceeds 1e16 (no descent step at

@@ -59,21 +59,25 @@ FLOAT32_TOL = 1e-4
 #: step tolerance; clipped, the loss is flat past the limit and the voxel converges there
 #: (tests/fitting/test_fast_signal.py). With the restart tiers the speed effect is nil (measured).
 CHART_LIMIT = 10.0
-#: A voxel whose least-squares loss exceeds RESTART_LOSS_FACTOR × the median loss of the fit (and
+#: A voxel whose least-squares loss exceeds RESTART_LOSS_FACTOR × the lower-quartile loss of the fit (and
 #: n_meas × RESTART_RMS_FLOOR², the precision a converged fit reaches) is refitted from
 #: `n_restarts` further brute-force candidates. At a common noise level the loss of a good fit is
-#: σ²χ²(n_meas − n_free), within ±30 % of its median for n_meas ≳ 50, so a loss 2× the median is
-#: a fit in a wrong basin (or a voxel unlike the rest), not noise.
+#: σ²χ²(n_meas − n_free), within ±30 % of its median for n_meas ≳ 50, so a loss 2× the quartile
+#: is a fit in a wrong basin (or a voxel unlike the rest), not noise.
 RESTART_LOSS_FACTOR = 2.0
 RESTART_RMS_FLOOR = {"float64": 1e-10, "float32": 1e-5}
 #: Restarts run in rounds of this many candidates (a voxel leaves as soon as its loss is low enough).
 RESTART_ROUND = 8
 #: Relative loss decrease in a restart round for the voxel to get another round.
 RESTART_GAIN = 1e-3
+#: … or if its loss is still above this multiple of the restart threshold.
+RESTART_PERSIST = 100.0
 #: The restarts draw from a candidate set this many times larger than the first stage's (scored
 #: only for the voxels restarted): SANDI, two diffusion times, noise-free, 40 truths: 38/40
 #: recovered from the 128 first-stage candidates, 40/40 from 1024.
 RESTART_CANDIDATE_FACTOR = 8
+#: Step budget (× max_steps) of the last pass for voxels that still stand out and have not stopped.
+POLISH_STEPS_FACTOR = 5
 
 
 def fit_nlls(
@@ -112,7 +116,7 @@ def fit_nlls(
             where stick and ball swap roles; with two, none of 2000 did (noise-free, float64).
         n_candidates: prior draws scored per voxel before refining.
         n_restarts: after the first LM stage, voxels whose loss is above RESTART_LOSS_FACTOR × the
-            median loss of all fitted voxels (and above the working precision's floor) are refitted
+            lower-quartile loss of all fitted voxels (and above the working precision's floor) are refitted
             from up to this many further starts: the best of RESTART_CANDIDATE_FACTOR × n_candidates
             fresh prior draws scored by brute force, in rounds of RESTART_ROUND (a voxel leaves when
             its loss is low enough or a round did not lower it); the lowest loss wins. 0 disables it. Needed by models with several basins of similar brute-force
@@ -189,6 +193,12 @@ def fit_nlls(
         _restart_high_loss(run, st, yn, chunk, n_restarts, size, dtype, n_meas,
                            lambda first: (lambda yc: _lm_restart(opts, acquisition, pinv, z_more, yc, max_steps,
                                                                  first, size)))
+        # Voxels whose best fit still stands out and has not stopped are in a flat valley: a long
+        # last pass (SANDI, noise-free: 2 of 3 such voxels end at the truth within 1000 steps).
+        _continue_stragglers(run, st, [(run.round(max(chunk // 32, 1)), POLISH_STEPS_FACTOR * max_steps)],
+                             lambda budget: (lambda yc, zc, cc: _lm_continue(opts, acquisition, yc, zc, cc, budget)),
+                             lambda r: (yn[r], st["z"][r], {k: v[r] for k, v in st["centres"].items()}),
+                             among=st["loss"] > _restart_threshold(st["loss"], dtype, n_meas))
     sig_used = np.full(len(idx), np.nan)
     if noise == "rician":
         n_free = st["z"].shape[1]
@@ -313,10 +323,11 @@ class _ChunkRunner:
         return jax.tree.map(lambda *v: np.concatenate(v), *parts)
 
 
-def _continue_stragglers(run, st, tiers, fn_of_budget, args_of_rows):
-    """For each (chunk, budget) tier, re-run `fn_of_budget(budget)` on the voxels not yet stopped."""
+def _continue_stragglers(run, st, tiers, fn_of_budget, args_of_rows, among=None):
+    """For each (chunk, budget) tier, re-run `fn_of_budget(budget)` on the voxels not yet stopped
+    (and in the boolean mask `among`, if given)."""
     for chunk, budget in tiers:
-        rows = np.flatnonzero(~st["converged"])
+        rows = np.flatnonzero(~st["converged"] & (True if among is None else among))
         if len(rows) == 0:
             return
         res = run(fn_of_budget(budget), args_of_rows(rows), chunk, None)
@@ -329,28 +340,32 @@ def _continue_stragglers(run, st, tiers, fn_of_budget, args_of_rows):
 def _restart_threshold(loss: np.ndarray, dtype, n_meas: int) -> float:
     """Loss above which a voxel is refitted from more starts (see `fit_nlls`, n_restarts)."""
     finite = loss[np.isfinite(loss)]
-    median = float(np.median(finite)) if len(finite) else 0.0
+    # The lower quartile, not the median: the noise level must come from the voxels that fitted
+    # well, and up to 3/4 of a batch may not have (for χ² losses the quartile is ≥ 0.9 × the median).
+    typical = float(np.quantile(finite, 0.25)) if len(finite) else 0.0
     floor = n_meas * (RESTART_RMS_FLOOR[np.dtype(dtype).name]) ** 2
-    return max(RESTART_LOSS_FACTOR * median, floor)
+    return max(RESTART_LOSS_FACTOR * typical, floor)
 
 
 def _restart_high_loss(run, st, yn, chunk, n_restarts, size, dtype, n_meas, fn_of_first):
     """Refit, in rounds of `size` candidates of the restart set, the voxels whose least-squares loss is above
     `_restart_threshold` (recomputed each round); keep each voxel's best fit. A voxel goes on to the
-    next round only if the last one lowered its loss by more than RESTART_GAIN (relative): a voxel
-    whose loss is high because its noise is (a low-S0 voxel in a real scan) finds its minimum again
-    and leaves after one round; one in a landscape with several basins keeps searching."""
+    next round only if the last one lowered its loss by more than RESTART_GAIN (relative), or if its
+    loss is still above RESTART_PERSIST × the threshold: a voxel whose loss is a little high because
+    its noise is (a low-S0 voxel in a real scan) finds its minimum again and leaves after one round;
+    one in a landscape with several basins, or far above the others (noise-free data), keeps searching."""
     st["restarted"] = np.zeros(len(st["loss"]), bool)
     active = np.ones(len(st["loss"]), bool)
     for first in range(0, n_restarts - size + 1, size):
-        rows = np.flatnonzero(active & ~(st["loss"] <= _restart_threshold(st["loss"], dtype, n_meas)))
+        threshold = _restart_threshold(st["loss"], dtype, n_meas)
+        rows = np.flatnonzero(active & ~(st["loss"] <= threshold))
         if len(rows) == 0:
             return
         st["restarted"][rows] = True
         res = run(fn_of_first(np.int32(first)), [yn[rows]], run.round(max(min(chunk // 8, len(rows)), 1)), None)
         better = res["loss"] < st["loss"][rows]
         active[:] = False
-        active[rows] = res["loss"] < (1.0 - RESTART_GAIN) * st["loss"][rows]
+        active[rows] = (res["loss"] < (1.0 - RESTART_GAIN) * st["loss"][rows]) | ~(res["loss"] <= RESTART_PERSIST * threshold)
         upd = rows[better]
         st["z"][upd] = res["z"][better]
         st["loss"][upd] = res["loss"][better]
@@ -450,7 +465,7 @@ def _best_of_starts(opts, acquisition, yv, z_starts, cv, budget):
     return res
 
 
-@jax.jit(static_argnums=(0, 5))
+@jax.jit(static_argnums=0)
 def _lm_first(opts: _Options, acquisition, pinv, z_cand, y, budget):
     """Tensor seeds, brute force over `z_cand`, then LM from the best `n_starts`; y (C, n_meas)."""
     TRACE_COUNT["chunk"] += 1
@@ -463,7 +478,7 @@ def _lm_first(opts: _Options, acquisition, pinv, z_cand, y, budget):
     return jax.vmap(voxel)(y, centres, alternative)
 
 
-@jax.jit(static_argnums=(0, 5, 7))
+@jax.jit(static_argnums=(0, 7))
 def _lm_restart(opts: _Options, acquisition, pinv, z_cand, y, budget, first, n_more):
     """LM from the candidates of `z_cand` (the restart set) ranked first … first + n_more − 1 by the
     brute force; y (C, n_meas), `first` traced so that every round shares one compilation."""
@@ -476,7 +491,7 @@ def _lm_restart(opts: _Options, acquisition, pinv, z_cand, y, budget, first, n_m
     return jax.vmap(voxel)(y, centres, alternative)
 
 
-@jax.jit(static_argnums=(0, 5))
+@jax.jit(static_argnums=0)
 def _lm_continue(opts: _Options, acquisition, y, z, centres, budget):
     return jax.vmap(lambda yv, zv, cv: _lm(opts, acquisition, yv, zv, cv, budget))(y, z, centres)
 
