@@ -47,6 +47,10 @@ def test_write_library_matches_the_simulated_layout_and_checks_its_input(tmp_pat
     src = MonteCarloLibrarySource(tmp_path)
     np.testing.assert_allclose(src[2]["signal"], signal[2], rtol=1e-6)  # float32 on disk
     assert np.all(src[1]["stderr"] == 0) and tuple(src[1]["params"]) == (3.0, 2.0)
+    got = src.take(np.array([[2, 0], [1, 2]]), ("signal", "params"))  # vectorised, across shards
+    assert got["signal"].shape == (2, 2, 3) and set(got) == {"signal", "params"}
+    np.testing.assert_array_equal(got["params"][1, 0], src[1]["params"])
+    np.testing.assert_array_equal(got["signal"][0, 0], src[2]["signal"])
     back = library_acquisition(manifest)
     np.testing.assert_allclose(back.bvalues, acq.bvalues)
     np.testing.assert_allclose(back.Delta, 12.0)
