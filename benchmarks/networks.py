@@ -146,17 +146,18 @@ def volume_costs(n_voxels: int = 8192, n_draw_voxels: int = 1024, draws: int = 1
              "frame": jnp.broadcast_to(jnp.eye(3), (n_voxels, 3, 3))}
     scale = 100_000 / n_voxels
     print(f"## Volume-scale cost (s per 100 000 voxels, hcp_3shell M = {M}, D = 5; median of 5)\n")
-    print("| encoder | hidden | flow hidden | context | 100 draws per voxel |\n|---|---|---|---|---|")
-    for encoder, hidden, flow_hidden in (("set", 64, 64), ("set", 32, 32), ("separable", 64, 64), ("separable", 64, 32)):
+    print("| encoder | hidden | flow hidden | frame moments | context | 100 draws per voxel |\n|---|---|---|---|---|---|")
+    for encoder, hidden, flow_hidden, moments in (("set", 64, 64, 0), ("set", 32, 32, 0), ("separable", 64, 64, 0),
+                                                  ("separable", 64, 32, 0), ("separable", 64, 32, 16)):
         net = AmortizedPosterior(parameter_dim=5, feature_dim=FEATURE_DIM, encoder=encoder, hidden=hidden,
-                                 flow_hidden=flow_hidden, frame_input=True, rngs=nnx.Rngs(0))
+                                 flow_hidden=flow_hidden, frame_input=True, frame_moments=moments, rngs=nnx.Rngs(0))
         graphdef, state = nnx.split(net)
         fns = apply_fns(graphdef)
         emb = fns.protocol_embedding(state, protocol)
         t_ctx = median_time(fns.context_from_embedding, state, batch, emb)
         ctx = fns.context_from_embedding(state, batch, emb)[:n_draw_voxels]
         t_draw = median_time(lambda st, c: fns.sample(st, c, jax.random.PRNGKey(2), n=draws), state, ctx)
-        print(f"| {encoder} | {hidden} | {flow_hidden} | {t_ctx * scale:.2f} | {t_draw * 100_000 / n_draw_voxels:.1f} |")
+        print(f"| {encoder} | {hidden} | {flow_hidden} | {moments} | {t_ctx * scale:.2f} | {t_draw * 100_000 / n_draw_voxels:.1f} |")
 
 
 if __name__ == "__main__":

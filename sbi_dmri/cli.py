@@ -133,7 +133,7 @@ def _run_train(args):
     s = train_and_evaluate(config, workdir)
     print(f"trained {s['steps']} steps in {s['workdir']} (resumed from step {s['resumed_from']}); "
           f"best validation loss {s['best_val_loss']:.4f} at step {s['best_step']}; "
-          f"{s['samples_per_second']:,.0f} simulated samples/s")
+          f"{s['samples_per_second']:,.0f} training samples/s")
     d = s.get("diagnostics") or {}
     if d:
         print(f"calibration on {d['n_sims']} simulations: coverage {'pass' if d['coverage_pass'] else 'FAIL'}, "
@@ -193,7 +193,7 @@ def _add_infer(sub):
     p.add_argument("--TE", type=float, default=None, help="echo time in ms (optional)")
     p.add_argument("--samples", type=int, default=100, help="posterior draws per voxel (0: point estimates only)")
     p.add_argument("--snr", type=float, default=None,
-                   help="S0/σ of the scan for SNR-conditioned networks (default: estimated from the b=0 repeats)")
+                   help="S0/σ of the scan for SNR-conditioned networks (default: estimated from the b=0 repeats; with one b=0, from DTI/DKI fit residuals, a lower bound)")
     p.add_argument("--chunk-size", type=int, default=2048, help="voxels per compiled batch (bounds memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="run even if the protocol is outside the network's training family")
