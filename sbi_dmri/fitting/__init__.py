@@ -1,4 +1,4 @@
-"""Classical voxelwise estimators: Optimistix NLLS and blackjax NUTS reference posteriors.
+"""Classical voxelwise estimators: Levenberg–Marquardt NLLS and blackjax NUTS reference posteriors.
 
 - `fit_nlls(model, acquisition, signals, ...)`: tensor-seeded, brute-force-initialised
   Levenberg–Marquardt in the prior's unconstrained chart (Rician BFGS stage optional).

@@ -1,17 +1,20 @@
-"""Voxelwise non-linear least squares with Optimistix.
+"""Voxelwise non-linear least squares.
 
 For every voxel:
 
 1. normalise by S0 (mean of the b0 measurements, or fitted as a free log-scale factor);
 2. seed each axis from the diffusion tensor and score a fixed set of prior draws (brute force,
-   `initialisation.py`);
-3. refine the best `n_starts` with Levenberg–Marquardt on the residuals y − S0·E(θ), in the
-   unconstrained chart of the model's prior (`chart.py`), so bounds and the fraction simplex hold
-   by construction and axes are charted about their seed, away from the chart's singular equator
-   (the signal iterated is `fast_signal.fitting_signal(model)`: for Watson models a merged, cheaper
-   convolution equal to the model's within 1e-8; box coordinates clipped at ±CHART_LIMIT);
-4. for noise="rician", continue with BFGS on the Rician negative log-likelihood (magnitude data
-   are biased upwards at low SNR, which least squares ignores).
+   `initialisation.py`); for models whose signal is linear in the simplex fractions (SANDI,
+   ball_stick, AxCaliber) each draw gets its best fractions by linear least squares first;
+3. refine the best `n_starts` with Levenberg–Marquardt on the residuals y − S0·E(θ)
+   (`levenberg_marquardt.py`, Marquardt-scaled), in the unconstrained chart of the model's prior
+   (`chart.py`), so bounds and the fraction simplex hold by construction and axes are charted about
+   their seed, away from the chart's singular equator (the signal iterated is
+   `fast_signal.fitting_signal(model)`: for Watson models a merged, cheaper convolution equal to the
+   model's within 1e-8; box coordinates clipped at ±CHART_LIMIT);
+4. refit, from further starts, the voxels whose loss stands out from the batch's (wrong basins);
+5. for noise="rician", continue with optimistix BFGS on the Rician negative log-likelihood
+   (magnitude data are biased upwards at low SNR, which least squares ignores).
 
 Voxels are vmapped, processed in fixed-size padded chunks (one compilation per chunk size), and
 each chunk is sharded over a 1-D mesh of the local devices.
@@ -89,7 +92,7 @@ def fit_nlls(
     noise: Literal["gaussian", "rician"] = "gaussian",
     sigma=None,
     s0: S0Mode = "b0",
-    n_starts: int = 2,
+    n_starts: int = 1,
     n_candidates: int = 128,
     n_restarts: int = 32,
     chunk_size: int = 1024,
@@ -111,9 +114,11 @@ def fit_nlls(
             voxel from the least-squares residuals, √(Σr² / (n_meas − n_free)).
         s0: "b0" (S0 = mean of the b ≈ 0 measurements), "fit" (a free scale factor, started from
             the b0 mean, or the largest signal without b0) or None (signals already divided by S0).
-        n_starts: number of best brute-force candidates refined; the lowest final loss wins. Two by
-            default: with one, ~0.3 % of ball_stick voxels with d_par < d_iso fall into the minimum
-            where stick and ball swap roles; with two, none of 2000 did (noise-free, float64).
+        n_starts: number of best brute-force candidates refined in the first stage; the lowest final
+            loss wins. One by default: with the Marquardt-scaled LM, variable-projection starts and
+            the restarts for voxels whose loss stands out, a second start changed nothing measurable
+            (ball_stick noise-free 2000/2000 recovered with one start, also without restarts; NODDI
+            at SNR 50 equal RMSE; benchmarks/results/fitting.md) and cost 1.6× the time (NODDI).
         n_candidates: prior draws scored per voxel before refining.
         n_restarts: after the first LM stage, voxels whose loss is above RESTART_LOSS_FACTOR × the
             lower-quartile loss of all fitted voxels (and above the working precision's floor) are refitted
