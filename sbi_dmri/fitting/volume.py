@@ -26,7 +26,7 @@ def fit_volume(
     sigma: float | None = None,
     s0: str | None = "b0",
     model_options: Mapping[str, float] | None = None,
-    n_starts: int = 2,
+    n_starts: int = 1,
     chunk_size: int = 1024,
     progress: bool = True,
 ) -> list[str]:
