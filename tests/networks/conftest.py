@@ -1,7 +1,6 @@
 """Shared helpers for the network tests."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 

@@ -9,7 +9,6 @@ process (with the persistent compilation cache of tests/training/conftest.py).
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
