@@ -110,6 +110,7 @@ def sample_posterior(
             axis chart centres. None runs `fit_nlls` first.
         n_chains: chains per voxel, each started at the init plus N(0, jitter²) in the chart.
         num_warmup, num_samples: per chain.
+        key: a typed key (`jax.random.key`) or a legacy `jax.random.PRNGKey`; None uses key(0).
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; expected one of {NOISE_KINDS}")
@@ -120,6 +121,8 @@ def sample_posterior(
         y = np.maximum(y, 1e-12)  # magnitudes are > 0; a clipped 0 would have likelihood 0
     dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
     key = jax.random.key(0) if key is None else key
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a legacy uint32 PRNGKey: make it typed
+        key = jax.random.wrap_key_data(key)
     if init is None:
         from .nlls import fit_nlls
 
