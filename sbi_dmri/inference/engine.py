@@ -66,6 +66,7 @@ class VoxelMaps:
         seconds: wall time of the chunk loop (network + summaries + trust), excluding compilation
             of the first chunk only if `warmup` was requested.
         notes: how σ was chosen for the trust likelihood, or why the trust check was skipped.
+        corrected: (V,) bool, summaries importance-corrected (`correct=True` and k̂ ≤ KHAT_FLAG).
     """
 
     mean: dict
@@ -78,6 +79,7 @@ class VoxelMaps:
     sigma: np.ndarray
     seconds: float
     notes: list
+    corrected: np.ndarray = None
 
 
 def usable_voxels(signals: np.ndarray, acquisition: Acquisition) -> np.ndarray:
@@ -130,13 +132,13 @@ def _float32_acquisition(acq: Acquisition) -> Acquisition:
 class _ChunkFunctions:
     """The jitted per-chunk functions for one network and one acquisition (compiled once per shape)."""
 
-    def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str):
+    def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str, correct: bool):
         from ..networks.features import protocol_features
-        from ..noise import log_likelihood
         from ..pretrained import _build_batch
+        from .importance_correction import log_importance_weights, truncated_weights, weighted_summaries
 
         graphdef, self.state = nnx.split(net.network)
-        space, model = net.space, net.space.model
+        space = net.space
         acq = _float32_acquisition(acquisition)
         features = protocol_features(Acquisition(bvalues=acquisition.bvalues, directions=acquisition.directions,
                                                  delta=acquisition.delta, Delta=acquisition.Delta, TE=None))
@@ -147,7 +149,6 @@ class _ChunkFunctions:
                           if set_encoder else jnp.zeros(()))
         axis_names = space.axis_names
         q = jnp.asarray(INTERVAL, jnp.float32)
-        signal = jax.vmap(jax.vmap(model.signal, in_axes=(None, 0)), in_axes=(None, 0))
 
         def encode(state, raw, emb, snr):
             network = nnx.merge(graphdef, state)
@@ -178,10 +179,12 @@ class _ChunkFunctions:
                     quant = jnp.quantile(v, q, axis=1)
                 out["q025"][name], out["q975"][name] = quant[0], quant[1]
             if trust:
-                mu = signal(acq, params)  # (C, n, M) S/S0 at each draw
-                loglik = log_likelihood(batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)
-                lw = loglik + space.prior_log_prob_theta(theta, frame) - network.log_prob(ctx, theta)
-                out["log_weights"] = jnp.where(jnp.isnan(lw), -jnp.inf, jnp.minimum(lw, 3e38))
+                lw = log_importance_weights(network, ctx, theta, batch, space, acq, sigma, noise_kind, params)
+                out["log_weights"] = lw
+                if correct:
+                    c = weighted_summaries(params, truncated_weights(lw), axis_names, q)
+                    out["corrected"] = {"mean": c["mean"], "std": c["std"], "q025": {k: v[0] for k, v in c["quantiles"].items()},
+                                        "q975": {k: v[1] for k, v in c["quantiles"].items()}}
             return out
 
         self.point = jax.jit(point)
@@ -191,19 +194,20 @@ class _ChunkFunctions:
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str) -> _ChunkFunctions:
+def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str,
+                     correct: bool) -> _ChunkFunctions:
     """Cached per network and acquisition, so repeated calls (and volumes) reuse the compiled code."""
     key = (np.asarray(acquisition.bvalues).tobytes(), np.asarray(acquisition.directions).tobytes(),
-           np.asarray(acquisition.delta).tobytes(), np.asarray(acquisition.Delta).tobytes(), n_draws, trust, noise_kind)
+           np.asarray(acquisition.delta).tobytes(), np.asarray(acquisition.Delta).tobytes(), n_draws, trust, noise_kind, correct)
     per_net = _CACHE.setdefault(net, {})
     if key not in per_net:
-        per_net[key] = _ChunkFunctions(net, acquisition, n_draws, trust, noise_kind)
+        per_net[key] = _ChunkFunctions(net, acquisition, n_draws, trust, noise_kind, correct)
     return per_net[key]
 
 
 def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, chunk_size: int = 2048,
                  seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False,
-                 snr=None) -> VoxelMaps:
+                 snr=None, correct: bool = False) -> VoxelMaps:
     """Amortized posterior summaries for every row of `signals` (V, M) measured with `acquisition`.
 
     The protocol is NOT checked here (`infer_volume` does, with its `force` switch).
@@ -220,6 +224,9 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         warmup: run (and discard) the first chunk once before timing, so `seconds` excludes compilation.
         snr: S0/σ, a number or (V,), for SNR-conditioned networks (`net.needs_snr`); None estimates it
             (`pretrained.resolve_snr`). The trust check's likelihood then uses σ = 1/SNR (of S/S0).
+        correct: importance-correct the summaries with the trust check's weights
+            (`inference.importance_correction`) in every voxel whose k̂ ≤ KHAT_FLAG; the network's own
+            summaries elsewhere. Needs `trust`. `VoxelMaps.corrected` says which voxels were corrected.
     """
     from ..pretrained import resolve_snr
     from ..diagnostics.importance import pareto_khat
@@ -256,7 +263,8 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
     else:
         sigma = np.full(V, np.nan)
 
-    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"))
+    correct = bool(correct and trust)
+    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"), correct)
     C = int(min(chunk_size, -(-V // 64) * 64))
     n_chunks = -(-V // C)
     key = jax.random.PRNGKey(seed)
@@ -281,13 +289,21 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         jax.block_until_ready(run_chunk(0))
     t0 = time.perf_counter()
     parts: dict[str, dict[str, list]] = {}
-    khat_parts = []
+    khat_parts, corrected_parts = [], []
     for i in tqdm(range(n_chunks), desc="infer", unit="chunk", disable=not progress, dynamic_ncols=True):
         out = jax.device_get(run_chunk(i))
         n_real = min(C, V - i * C)
         lw = out.pop("log_weights", None)
+        corrected = out.pop("corrected", None)
         if lw is not None:
             khat_parts.append(pareto_khat(np.asarray(lw[:n_real], np.float64)))
+        if corrected is not None:
+            use = khat_parts[-1] <= KHAT_FLAG  # k̂ = +inf / NaN: keep the network's own summaries
+            corrected_parts.append(use)
+            for kind, d in corrected.items():
+                for name, v in d.items():
+                    u = use.reshape((-1,) + (1,) * (np.ndim(v) - 1))
+                    out[kind][name] = np.where(u, np.asarray(v[:n_real]), np.asarray(out[kind][name][:n_real]))
         for kind, d in out.items():
             for name, v in d.items():
                 parts.setdefault(kind, {}).setdefault(name, []).append(np.asarray(v[:n_real], np.float32))
@@ -299,9 +315,13 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
     std = gather("std")
     width_ratio = {name: v / np.float32(widths[name]) for name, v in std.items()}
     khat = np.concatenate(khat_parts) if khat_parts else np.full(V, np.nan)
+    corrected = np.concatenate(corrected_parts) & ~invalid if corrected_parts else np.zeros(V, bool)
+    if correct:
+        notes.append(f"importance-corrected summaries in {int(corrected.sum())} of {int((~invalid).sum())} voxels "
+                     f"(k̂ ≤ {KHAT_FLAG}); the network's own elsewhere")
     return VoxelMaps(mean=gather("mean"), std=std, q025=gather("q025"), q975=gather("q975"), width_ratio=width_ratio,
                      khat=_nan_where(khat, invalid), invalid=invalid, sigma=_nan_where(np.asarray(sigma), invalid),
-                     seconds=seconds, notes=notes)
+                     seconds=seconds, notes=notes, corrected=corrected)
 
 
 def _nan_where(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:

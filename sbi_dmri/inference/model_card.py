@@ -29,26 +29,41 @@ import numpy as np
 from flax import nnx
 
 
-def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float):
-    """(samples (n, n_draws, D), truths (n, D)) in the network's θ space."""
+def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float, *, weights: bool = False,
+                 adaptive: bool = False):
+    """(samples (n, n_draws, D), truths (n, D)[, log weights (n, n_draws)]) in the network's θ space.
+
+    weights: also the importance log-weights of the draws under the network's training noise model at
+    σ = 1/snr (`inference.importance_correction`); adaptive: the draws and weights of the two-stage
+    `adaptive_importance` instead of the network's draws alone.
+    """
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
     from .engine import _float32_acquisition
+    from .importance_correction import adaptive_importance, log_importance_weights
 
     graphdef, state = nnx.split(net.network)
     acq = _float32_acquisition(acquisition)
     features = protocol_features(acq)
     b0 = jnp.asarray(np.asarray(acquisition.bvalues) <= 0.05)
+    noise_kind = (net.meta.get("noise") or {}).get("kind", "rician")
 
     @jax.jit
     def run(state, y, truth, key):
         m = nnx.merge(graphdef, state)
         snr_v = jnp.full(y.shape[:1], snr, jnp.float32) if net.needs_snr else None
         batch = _build_batch(y, features, b0, acq.bvalues, acq.directions, snr_v)
-        return m.sample(m.context(batch), key, n_draws), net.space.to_theta(truth, batch["frame"])
+        ctx = m.context(batch)
+        sigma = jnp.full(y.shape[:1], 1.0 / snr, jnp.float32)
+        if adaptive:
+            theta, lw = adaptive_importance(m, ctx, batch, net.space, acq, sigma, noise_kind, key, n_draws)
+        else:
+            theta = m.sample(ctx, key, n_draws)
+            lw = log_importance_weights(m, ctx, theta, batch, net.space, acq, sigma, noise_kind) if weights else None
+        return theta, net.space.to_theta(truth, batch["frame"]), lw
 
-    s, t = run(state, jnp.asarray(signals, jnp.float32), {k: jnp.asarray(v) for k, v in truth.items()}, key)
-    return np.asarray(s), np.asarray(t)
+    s, t, lw = run(state, jnp.asarray(signals, jnp.float32), {k: jnp.asarray(v) for k, v in truth.items()}, key)
+    return (np.asarray(s), np.asarray(t)) + ((np.asarray(lw),) if weights or adaptive else ())
 
 
 def _voxel_frames(net, signals, acquisition):
