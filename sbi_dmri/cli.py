@@ -197,6 +197,8 @@ def _add_infer(sub):
     p.add_argument("--chunk-size", type=int, default=2048, help="voxels per compiled batch (bounds memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="run even if the protocol is outside the network's training family")
+    p.add_argument("--no-correct", dest="correct", action="store_false",
+                   help="the network's own posterior, without the importance correction by the analytic likelihood")
     p.add_argument("--out", required=True, help="output folder for the maps")
     p.set_defaults(func=_run_infer)
 
@@ -206,7 +208,7 @@ def _run_infer(args):
 
     s = infer_volume(args.model, args.dwi, args.bval, args.bvec, mask=args.mask, delta=args.delta, Delta=args.Delta,
                      TE=args.TE, samples=args.samples, out_dir=args.out, force=args.force,
-                     chunk_size=args.chunk_size, seed=args.seed, snr=args.snr)
+                     chunk_size=args.chunk_size, seed=args.seed, snr=args.snr, correct=args.correct)
     for w in s["warnings"]:
         print(f"sbi-dmri: warning: {w}", file=sys.stderr)
     print(f"{s['n_voxels']} voxels, {s['samples']} draws each, in {s['seconds']['inference']:.1f} s; "

@@ -70,6 +70,24 @@ def log_likelihood(y, mu, sigma, kind: NoiseKind = "gaussian"):
     raise ValueError(f"unknown noise kind {kind!r}; expected one of {NOISE_KINDS}")
 
 
+def log_likelihood_s0_marginal(y, mu, sigma, kind: NoiseKind = "gaussian"):
+    """log ∫ p(y | s μ, σ) ds over the last axis: the signal scale S0 (≈ 1 for signals divided by their own
+    noisy b = 0 mean) marginalised under a flat prior, by Laplace's method around its least-squares value
+    s* = Σ y μ / Σ μ² (exact for Gaussian noise):
+
+        log p(y | s* μ, σ) + ½ log(2π σ² / Σ μ²).
+
+    A likelihood at S0 = 1 instead ignores the error that the b = 0 normalisation shares over all
+    measurements, and gives over-confident posteriors (mostly in the signal fractions). y, mu (..., M); sigma
+    broadcastable to (..., 1).
+    """
+    sigma = jnp.asarray(sigma)
+    mu2 = jnp.maximum(jnp.sum(mu**2, axis=-1), 1e-12)
+    s_star = jnp.sum(y * mu, axis=-1) / mu2
+    sig = jnp.broadcast_to(sigma, jnp.broadcast_shapes(sigma.shape, mu2[..., None].shape))[..., 0]
+    return log_likelihood(y, s_star[..., None] * mu, sigma, kind) + 0.5 * jnp.log(2 * jnp.pi * sig**2 / mu2)
+
+
 def estimate_snr(signals, b0_mask, *, valid=None):
     """Per-voxel SNR = S0/σ from repeated b = 0 measurements, with one σ for the whole set of voxels.
 

@@ -26,7 +26,7 @@ from blackjax.diagnostics import effective_sample_size, potential_scale_reductio
 
 from ..acquisition import Acquisition
 from ..models.base import Model
-from ..noise import NOISE_KINDS, log_likelihood
+from ..noise import NOISE_KINDS, log_likelihood, log_likelihood_s0_marginal
 from . import chart
 
 
@@ -100,6 +100,7 @@ def sample_posterior(
     num_samples: int = 500,
     jitter: float = 0.1,
     key=None,
+    s0_marginal: bool = False,
 ) -> PosteriorSamples:
     """NUTS reference posterior of `model` for each voxel of `signals` (V, n_meas), normalised (S0 = 1).
 
@@ -111,6 +112,8 @@ def sample_posterior(
         n_chains: chains per voxel, each started at the init plus N(0, jitter²) in the chart.
         num_warmup, num_samples: per chain.
         key: a typed key (`jax.random.key`) or a legacy `jax.random.PRNGKey`; None uses key(0).
+        s0_marginal: S0 unknown (flat prior, marginalised: `noise.log_likelihood_s0_marginal`) instead of 1,
+            the posterior given signals divided by their own noisy b = 0 mean.
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; expected one of {NOISE_KINDS}")
@@ -137,7 +140,7 @@ def sample_posterior(
     keys = jax.random.split(k_run, n_vox * n_chains).reshape(n_vox, n_chains)
 
     draws, info = _run(model, prior, noise, num_warmup, num_samples, acquisition, jnp.asarray(y, dtype), sig,
-                       centres, z0, keys)
+                       centres, z0, keys, s0_marginal)
     draws = np.asarray(draws)
     flat = draws.reshape(n_vox, n_chains * num_samples, prior.dim)
     flat_centres = {k: jnp.repeat(v[:, None, :], flat.shape[1], axis=1) for k, v in centres.items()}
@@ -154,21 +157,22 @@ def sample_posterior(
     )
 
 
-def log_posterior(model, prior, noise, acquisition, y, sigma, centres):
+def log_posterior(model, prior, noise, acquisition, y, sigma, centres, s0_marginal: bool = False):
     """z (dim,) → log p(z | y) for one voxel (normalised signals y, σ of the normalised signal)."""
+    loglik = log_likelihood_s0_marginal if s0_marginal else log_likelihood
 
     def logdensity(z):
         params, log_det = chart.from_unconstrained(prior, z, centres)
         mu = model.signal(acquisition, params)
-        return log_likelihood(y, mu, sigma, noise) + prior.log_prob(params) + log_det
+        return loglik(y, mu, sigma, noise) + prior.log_prob(params) + log_det
 
     return logdensity
 
 
-@jax.jit(static_argnums=(0, 1, 2, 3, 4))
-def _run(model, prior, noise, num_warmup, num_samples, acquisition, y, sigma, centres, z0, keys):
+@jax.jit(static_argnums=(0, 1, 2, 3, 4, 11))
+def _run(model, prior, noise, num_warmup, num_samples, acquisition, y, sigma, centres, z0, keys, s0_marginal):
     def voxel(yv, sv, cv, zv, kv):
-        logdensity = log_posterior(model, prior, noise, acquisition, yv, sv, cv)
+        logdensity = log_posterior(model, prior, noise, acquisition, yv, sv, cv, s0_marginal)
         return jax.vmap(lambda z, k: nuts_chain(logdensity, z, k, num_warmup=num_warmup,
                                                 num_samples=num_samples))(zv, kv)
 

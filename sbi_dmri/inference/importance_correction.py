@@ -103,23 +103,14 @@ def log_target(context_batch: dict, theta: jax.Array, space, acquisition, sigma:
     context_batch: the network batch of the C voxels (its "signals" are S/S0, (C, M), and "frame" the
     DTI frames); sigma: (C,) noise σ of S/S0; noise_kind: "rician" or "gaussian".
     """
-    from ..noise import log_likelihood
+    from ..noise import log_likelihood_s0_marginal
 
     frame = context_batch["frame"][:, None]
     params = space.from_theta(theta, frame) if params is None else params
     signal = jax.vmap(jax.vmap(space.model.signal, in_axes=(None, 0)), in_axes=(None, 0))
     mu = signal(acquisition, params)  # (C, S, M) S/S0 at each draw
-    y = context_batch["signals"][:, None, :]
-    sig = sigma[:, None, None]
-    # The signals were divided by their own noisy b = 0 mean, so S0 is not 1 but unknown near 1: a
-    # shared error over all measurements that a likelihood at S0 = 1 ignores (over-confident
-    # posteriors, mostly in the fractions). S0 is marginalised instead, under a flat prior, by Laplace's
-    # method around its least-squares value s* = Σ y μ / Σ μ² (exact for Gaussian noise):
-    # log ∫ p(y | s μ) ds ≈ log p(y | s* μ) + ½ log(2π σ² / Σ μ²).
-    mu2 = jnp.sum(mu**2, axis=-1)
-    s_star = jnp.sum(y * mu, axis=-1) / jnp.maximum(mu2, 1e-12)
-    loglik = (log_likelihood(y, s_star[..., None] * mu, sig, noise_kind)
-              + 0.5 * jnp.log(2 * jnp.pi * sig[..., 0] ** 2 / jnp.maximum(mu2, 1e-12)))
+    # the signals were divided by their own noisy b = 0 mean: S0 is unknown near 1, and marginalised
+    loglik = log_likelihood_s0_marginal(context_batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)
     return loglik + space.prior_log_prob_theta(theta, frame)
 
 
@@ -139,9 +130,11 @@ def log_importance_weights(network, context, theta: jax.Array, batch: dict, spac
 INFLATE, FLOOR = 1.5, 0.01
 
 
-def adaptive_importance(network, context, batch: dict, space, acquisition, sigma: jax.Array, noise_kind: str, key,
-                        n_draws: int) -> tuple[jax.Array, jax.Array]:
+def adaptive_importance(sample, log_q, log_target_fn, key, n_draws: int) -> tuple[jax.Array, jax.Array]:
     """Two-stage importance sampling: ((C, n_draws, D) draws in θ space, (C, n_draws) log weights).
+
+    sample(key, n) → (C, n, D) draws of the network q; log_q(θ) and log_target_fn(θ) → (C, S) for θ
+    (C, S, D): the network's log density and the unnormalised log posterior (`log_target`).
 
     Stage 1: n₁ = n_draws/2 draws of the network q. Stage 2: n₂ = n_draws − n₁ draws of a Gaussian g
     in θ space fitted to the stage-1 weighted draws (mean; covariance × INFLATE² + FLOOR × the
@@ -156,9 +149,9 @@ def adaptive_importance(network, context, batch: dict, space, acquisition, sigma
     n1 = max(n_draws // 2, 1)
     n2 = n_draws - n1
     k1, k2 = jax.random.split(key)
-    theta1 = network.sample(context, k1, n1)  # (C, n1, D)
-    logq1 = network.log_prob(context, theta1)
-    lt1 = log_target(batch, theta1, space, acquisition, sigma, noise_kind)
+    theta1 = sample(k1, n1)  # (C, n1, D)
+    logq1 = log_q(theta1)
+    lt1 = log_target_fn(theta1)
     w1 = truncated_weights(_clean(lt1 - logq1))
     D = theta1.shape[-1]
     mu = jnp.einsum("cs,csd->cd", w1, theta1)
@@ -166,12 +159,12 @@ def adaptive_importance(network, context, batch: dict, space, acquisition, sigma
     cov_w = jnp.einsum("cs,csi,csj->cij", w1, d, d)
     dq = theta1 - jnp.mean(theta1, axis=1, keepdims=True)
     cov_q = jnp.einsum("csi,csj->cij", dq, dq) / n1
-    cov = INFLATE**2 * cov_w + FLOOR * cov_q + 1e-6 * jnp.eye(D)
+    cov = INFLATE**2 * cov_w + FLOOR * cov_q + 1e-6 * jnp.eye(D)[None]
     chol = jnp.linalg.cholesky(cov)
     theta2 = mu[:, None] + jnp.einsum("cij,csj->csi", chol, jax.random.normal(k2, (theta1.shape[0], n2, D)))
     theta = jnp.concatenate([theta1, theta2], axis=1)
-    logq = jnp.concatenate([logq1, network.log_prob(context, theta2)], axis=1)
-    lt = jnp.concatenate([lt1, log_target(batch, theta2, space, acquisition, sigma, noise_kind)], axis=1)
+    logq = jnp.concatenate([logq1, log_q(theta2)], axis=1)
+    lt = jnp.concatenate([lt1, log_target_fn(theta2)], axis=1)
     # log N(θ; μ, cov) via the Cholesky factor
     chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.broadcast_to(jnp.eye(D), chol.shape), lower=True)
     z = jnp.einsum("cij,csj->csi", chol_inv, theta - mu[:, None])
@@ -180,3 +173,10 @@ def adaptive_importance(network, context, batch: dict, space, acquisition, sigma
     n = n1 + n2
     log_mix = jnp.logaddexp(jnp.log(n1 / n) + logq, jnp.log(n2 / n) + logg)
     return theta, _clean(lt - log_mix)
+
+
+def network_importance(network, context, batch: dict, space, acquisition, sigma: jax.Array, noise_kind: str, key,
+                       n_draws: int) -> tuple[jax.Array, jax.Array]:
+    """`adaptive_importance` for a network (`AmortizedPosterior`) and the analytic model of `space`."""
+    return adaptive_importance(lambda k, n: network.sample(context, k, n), lambda t: network.log_prob(context, t),
+                               lambda t: log_target(batch, t, space, acquisition, sigma, noise_kind), key, n_draws)

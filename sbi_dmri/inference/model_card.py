@@ -10,8 +10,8 @@ test set of EVALUATION.md), measured with one protocol of the training family:
 - posterior-to-prior width ratio per parameter (median over the test set, constrained units);
 - per-voxel trust: the Pareto k̂ of the importance weights under the analytic likelihood, and the
   fraction of voxels flagged (k̂ > 0.7);
-- C2ST against a NUTS reference posterior (`fitting.sample_posterior`, Rician likelihood at the known σ,
-  4 chains) on the first `c2st_voxels` voxels of the test set, in the network's θ space (the same
+- C2ST against a NUTS reference posterior (`fitting.sample_posterior`, Rician likelihood at the known σ
+  of the signals divided by their b = 0 mean, S0 marginalised as in the network's training, 4 chains) on the first `c2st_voxels` voxels of the test set, in the network's θ space (the same
   frame for both): held-out classifier accuracy per voxel (0.5 = indistinguishable; gate ≤ 0.60), with
   the reference's largest split-R̂.
 
@@ -40,7 +40,7 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
     from .engine import _float32_acquisition
-    from .importance_correction import adaptive_importance, log_importance_weights
+    from .importance_correction import network_importance, log_importance_weights
 
     graphdef, state = nnx.split(net.network)
     acq = _float32_acquisition(acquisition)
@@ -56,7 +56,7 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
         ctx = m.context(batch)
         sigma = jnp.full(y.shape[:1], 1.0 / snr, jnp.float32)
         if adaptive:
-            theta, lw = adaptive_importance(m, ctx, batch, net.space, acq, sigma, noise_kind, key, n_draws)
+            theta, lw = network_importance(m, ctx, batch, net.space, acq, sigma, noise_kind, key, n_draws)
         else:
             theta = m.sample(ctx, key, n_draws)
             lw = log_importance_weights(m, ctx, theta, batch, net.space, acq, sigma, noise_kind) if weights else None
@@ -78,19 +78,45 @@ def _voxel_frames(net, signals, acquisition):
     return np.asarray(batch["frame"])
 
 
-def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_draws: int = 1000, seed: int = 0) -> dict:
+def _corrected_theta_draws(net, signals, acquisition, truth, n_total: int, n_out: int, key, snr: float):
+    """Equal-weight draws of the importance-corrected posterior: (draws (n, n_out, D), truths, k̂ (n,), n_unique (n,)).
+
+    `n_total` draws of `network_importance`, systematically resampled to `n_out`. Where the largest weight
+    exceeds 1/n_out some draws repeat (n_unique < n_out).
+    """
+    from ..diagnostics.importance import pareto_khat
+    from .importance_correction import systematic_resample, truncated_weights
+
+    k_d, k_r = jax.random.split(key)
+    theta, truths, lw = _theta_draws(net, signals, acquisition, truth, n_total, k_d, snr, adaptive=True)
+    w = truncated_weights(jnp.asarray(lw))
+    idx = np.asarray(systematic_resample(k_r, w, n_out))
+    unique = np.array([np.unique(r).size for r in idx])
+    return np.take_along_axis(theta, idx[:, :, None], axis=1), truths, pareto_khat(lw), unique
+
+
+def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_draws: int = 1000, seed: int = 0,
+                      corrected: bool = False) -> dict:
     """Per-voxel C2ST accuracy of the network's posterior against NUTS (module docstring), and NUTS's R̂.
 
     Args:
         signals: (V, M) noisy normalised signals (S0 = 1) at `snr`. init: NLLS parameters (name → (V,) / (V, 3))
             to start the chains from. n_draws: draws of each posterior per voxel (NUTS: 4 chains × n_draws/4).
+        corrected: also the importance-corrected posterior ("corrected_accuracies"): 8 × n_draws draws
+            of `network_importance`, resampled to n_draws; the distinct draws only enter the test (a
+            classifier could learn repeated points), and NUTS is cut to the same number.
     """
     from ..diagnostics.c2st import c2st
     from ..fitting.mcmc import sample_posterior
 
     y = np.asarray(signals)
-    ref = sample_posterior(net.space.model, acquisition, y, sigma=1.0 / snr, noise="rician", init=init,
-                           n_chains=4, num_warmup=500, num_samples=n_draws // 4, key=jax.random.key(seed))
+    # the reference targets what the network is trained for: the signals divided by their own b = 0 mean,
+    # S0 unknown (marginalised), as the importance correction does
+    b0 = np.asarray(acquisition.bvalues) <= 0.05
+    y_norm = y / np.mean(y[:, b0], axis=1, keepdims=True)
+    ref = sample_posterior(net.space.model, acquisition, y_norm, sigma=1.0 / snr, noise="rician", init=init,
+                           n_chains=4, num_warmup=500, num_samples=n_draws // 4, key=jax.random.key(seed),
+                           s0_marginal=True)
     frames = _voxel_frames(net, y, acquisition)
     V, n = len(y), ref.params[net.space.model.parameter_names[0]].shape[1]
     frame_rep = jnp.asarray(np.broadcast_to(frames[:, None], (V, n, 3, 3)), jnp.float32)
@@ -98,16 +124,27 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
     truth = {k: v[:, 0] for k, v in ref.params.items()}  # unused by the accuracies; fixes the shapes
     net_theta, _ = _theta_draws(net, y, acquisition, truth, n_draws, jax.random.PRNGKey(seed + 1), snr)
     acc = np.array([c2st(net_theta[v], ref_theta[v], seed=seed + v) for v in range(V)])
+    out = {}
+    if corrected:
+        cor_theta, _, _, _ = _corrected_theta_draws(net, y, acquisition, truth, 8 * n_draws, n_draws,
+                                                    jax.random.PRNGKey(seed + 2), snr)
+        distinct = [np.unique(cor_theta[v], axis=0) for v in range(V)]
+        out["corrected_accuracies"] = np.array([c2st(distinct[v], ref_theta[v], seed=seed + v) for v in range(V)])
+        out["corrected_distinct_draws_median"] = float(np.median([len(d) for d in distinct]))
     return {"accuracies": acc, "nuts_rhat_max": float(np.nanmax(ref.rhat)),
-            "nuts_divergences": int(np.sum(ref.divergences)), "n_draws": n_draws}
+            "nuts_divergences": int(np.sum(ref.divergences)), "n_draws": n_draws, **out}
 
 
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
-                        seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0) -> dict:
+                        seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0,
+                        corrected_draws: int = 200) -> dict:
     """The measured diagnostics of a `PretrainedPosterior` on `acquisition` (module docstring).
 
     c2st_voxels: voxels compared with NUTS by C2ST at the SNR `c2st_snr` (one of `snrs`; 0: skip; the model
         card uses 20: NUTS is the slow part).
+    corrected_draws: draws of the importance-corrected posterior per voxel (as `sbi-dmri infer --samples`),
+        evaluated beside the network's own under "corrected" (its SBC/coverage/TARP use `n_draws` equal-weight
+        draws resampled from them; 0: skip).
     """
     from ..diagnostics.report import evaluate_gates
     from ..fitting import fit_nlls
@@ -127,8 +164,14 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
                                  kind="rician", s0=1.0), np.float32)
         t0 = time.perf_counter()
         # an SNR-conditioned network is given the test set's SNR (known here, as the noise level of a scan is)
-        res = infer_voxels(net, y, acquisition, samples=n_draws, seed=seed + i, progress=progress, snr=snr)
+        res = infer_voxels(net, y, acquisition, samples=n_draws, seed=seed + i, progress=progress, snr=snr,
+                           correct=False)
         t_net = time.perf_counter() - t0
+        if corrected_draws:
+            t0 = time.perf_counter()
+            res_c = infer_voxels(net, y, acquisition, samples=corrected_draws, seed=seed + i, progress=progress,
+                                 snr=snr, correct=True)
+            t_cor = time.perf_counter() - t0
         t0 = time.perf_counter()
         fit = fit_nlls(model, acquisition, y, progress=progress)
         t_fit = time.perf_counter() - t0
@@ -140,7 +183,7 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
             t0 = time.perf_counter()
             idx = np.flatnonzero(ok)[:c2st_voxels]
             c2st_result = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()},
-                                            snr, seed=seed + i)
+                                            snr, seed=seed + i, corrected=bool(corrected_draws))
             c2st_result["seconds"] = time.perf_counter() - t0
         report = evaluate_gates(
             samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}", seed=seed,
@@ -156,6 +199,24 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         report["width_ratio_median"] = {k: float(np.median(v)) for k, v in res.width_ratio.items()}
         report["nlls_fitted_fraction"] = float(np.mean(ok))
         report["seconds"] = {"network_posterior_and_trust": t_net, "nlls": t_fit}
+        if corrected_draws:
+            c_samples, _, _, unique = _corrected_theta_draws(net, y, acquisition, truth, corrected_draws, n_draws,
+                                                             jax.random.fold_in(k_d, 1), snr)
+            cor = evaluate_gates(
+                c_samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}, importance-corrected", seed=seed,
+                estimates={k: v[ok] for k, v in res_c.mean.items()},
+                recovery_truths={k: v[ok] for k, v in truth.items()},
+                reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
+                khat=res_c.khat[np.isfinite(res_c.khat)],
+                c2st_accuracies=None if c2st_result is None else c2st_result["corrected_accuracies"],
+            )
+            if c2st_result is not None:
+                cor["c2st"]["distinct_draws_median"] = c2st_result["corrected_distinct_draws_median"]
+            cor["width_ratio_median"] = {k: float(np.median(v)) for k, v in res_c.width_ratio.items()}
+            cor["draws"] = corrected_draws
+            cor["resampled_distinct_draws_median"] = float(np.median(unique))
+            cor["seconds"] = t_cor
+            report["corrected"] = cor
         report["khat_flag"] = KHAT_FLAG
         out["by_snr"][f"{snr:g}"] = report
     return out
@@ -231,6 +292,7 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
     for pname, ev in per_protocol.items():
         for snr, r in ev["by_snr"].items():
             lines.append(f"| {pname} | {snr} | " + " | ".join(f"{r['width_ratio_median'][n]:.3f}" for n in names) + " |")
+    lines += _corrected_section(per_protocol, levels)
     d = meta.get("diagnostics")
     if d:
         lines += ["", "### Diagnostics at the end of training (training family, random protocols, θ space)", "",
@@ -239,6 +301,42 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
                   f"TARP ATC {d.get('tarp_atc', float('nan')):+.3f} ({'pass' if d.get('tarp_pass') else 'FAIL'})."]
     lines += ["", "Full numbers: `model_card.json`.", ""]
     return "\n".join(lines)
+
+
+def _corrected_section(per_protocol: dict, levels) -> list[str]:
+    """Model-card lines for the importance-corrected posterior (empty when it was not evaluated)."""
+    rows = [(p, snr, r, r["corrected"]) for p, ev in per_protocol.items() for snr, r in ev["by_snr"].items()
+            if "corrected" in r]
+    if not rows:
+        return []
+    lines = ["", "## Importance-corrected posterior (what `sbi-dmri infer` reports by default)", "",
+             "The network's draws, half of them replaced by draws of a Gaussian adapted to their importance weights, "
+             "all weighted by the analytic Rician likelihood with S0 marginalised "
+             "(`sbi_dmri.inference.importance_correction`). SBC, coverage and TARP use draws resampled from the "
+             "weighted set; the mean is the weighted mean.", "",
+             "| protocol | SNR | draws | SBC | coverage gate | TARP ATC | k̂ median | flagged (k̂ > 0.7) | C2ST vs NUTS median (gate) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p, snr, _, c in rows:
+        k = c.get("pareto_khat", {})
+        c2 = c.get("c2st")
+        c2s = "—" if not c2 else f"{np.median(np.asarray(c2['accuracies'])):.3f} ({'pass' if c2['pass'] else 'FAIL'})"
+        lines.append(f"| {p} | {snr} | {c['draws']} | {'pass' if c['sbc']['pass'] else 'FAIL'} | "
+                     f"{'pass' if c['coverage']['pass'] else 'FAIL'} | {c['tarp']['atc']:+.3f} "
+                     f"({'pass' if c['tarp']['pass'] else 'FAIL'}) | {_fmt(k.get('median'))} | "
+                     f"{100 * k.get('fraction_flagged', float('nan')):.1f} % | {c2s} |")
+    lines += ["", "Recovery on the same voxels (RMSE; orientation in degrees):", "",
+              "| protocol | SNR | parameter | corrected RMSE | NLLS RMSE | ratio | network-only ratio |", "|---|---|---|---|---|---|---|"]
+    for p, snr, r, c in rows:
+        for name, row in c["recovery"]["table"].items():
+            lines.append(f"| {p} | {snr} | {name} | {row['rmse']:.4f} | {row['reference_rmse']:.4f} | "
+                         f"{row['rmse_ratio']:.2f} | {r['recovery']['table'][name]['rmse_ratio']:.2f} |")
+    lines += ["", "Expected coverage of central intervals (per θ dimension):", "",
+              "| protocol | SNR | dimension | " + " | ".join(f"{lv:.0%}" for lv in levels) + " |",
+              "|---|---|---|" + "---|" * len(levels)]
+    for p, snr, _, c in rows:
+        for dim, cov in c["coverage"]["coverage"].items():
+            lines.append(f"| {p} | {snr} | {dim} | " + " | ".join(f"{x:.3f}" for x in cov) + " |")
+    return lines
 
 
 def write_model_card(folder: str, evaluation: dict, training: dict) -> tuple[str, str]:
@@ -274,6 +372,8 @@ def main(argv=None) -> None:
     ap.add_argument("--n-draws", type=int, default=100)
     ap.add_argument("--c2st-voxels", type=int, default=20,
                     help="voxels compared with NUTS at SNR 20 on the first protocol (0: skip; NUTS is the slow part)")
+    ap.add_argument("--corrected-draws", type=int, default=200,
+                    help="draws of the importance-corrected posterior per voxel (0: evaluate the network alone)")
     ap.add_argument("--training", default="{}", help="JSON dict of training facts (steps, wall time, command)")
     args = ap.parse_args(argv)
     net = load_pretrained(args.folder)
@@ -283,7 +383,8 @@ def main(argv=None) -> None:
         net.protocol.check(acq)  # a test protocol must belong to the training family
         print(f"evaluating on {name} ...", flush=True)
         by_protocol[name] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws,
-                                                c2st_voxels=args.c2st_voxels if i == 0 else 0)
+                                                c2st_voxels=args.c2st_voxels if i == 0 else 0,
+                                                corrected_draws=args.corrected_draws)
     print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, json.loads(args.training))))
 
 

@@ -4,13 +4,16 @@ Written into `out_dir` (all-or-nothing through `io.save_maps`: an error leaves n
 free parameter `<p>` of the network's model:
 
     <p>_mean.nii.gz         posterior mean (Monte Carlo over `samples` draws; the point head if
-                            samples = 0); orientation: (X, Y, Z, 3) axial mean, unit, n_z ≥ 0
+                            samples = 0); orientation: (X, Y, Z, 3) axial mean, unit, n_z ≥ 0.
+                            By default the posterior is the network's, importance-corrected by the
+                            analytic likelihood (`inference.importance_correction`; correct=False:
+                            the network's own draws)
     <p>_std.nii.gz          posterior sd; orientation: RMS angle to the mean axis, degrees
     <p>_q025/_q975.nii.gz   2.5 % / 97.5 % quantiles; orientation: quantiles of that angle, degrees
     <p>_width_ratio.nii.gz  posterior sd / prior sd (orientation: RMS angles): near 1 means the data do
                             not inform the parameter, and its point estimate must not be read alone
     trust_khat.nii.gz       PSIS Pareto k̂ of the importance weights (see `inference.engine`)
-    trust_flag.nii.gz       0 trusted; 1 k̂ > 0.7 (network posterior unreliable here);
+    trust_flag.nii.gz       0 trusted; 1 k̂ > 0.7 (posterior unreliable here: few effective draws);
                             2 unusable signals (NaN/inf or b = 0 signal ≤ 0; every map is NaN there)
 
 Outside the mask every map is NaN. The acquisition must belong to the network's training protocol
@@ -49,7 +52,7 @@ def check_protocol(net, acquisition, *, force: bool = False) -> list[str]:
 
 def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Delta=None, TE=None, samples: int = 100,
                  out_dir, force: bool = False, chunk_size: int = 2048, seed: int = 0, progress: bool = True,
-                 trust: bool = True, snr=None) -> dict:
+                 trust: bool = True, snr=None, correct: bool = True) -> dict:
     """Posterior maps of a DWI volume with a trained amortized network (module docstring).
 
     Args:
@@ -69,6 +72,9 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         trust: compute the Pareto k̂ trust maps (needs ≥ 25 samples).
         snr: S0/σ of the scan (a number) for SNR-conditioned networks; None estimates it from the b = 0
             repeats (one σ for the masked volume, S0 per voxel), clipped to the training range.
+        correct: importance-correct the network's posterior with the analytic likelihood
+            (`inference.importance_correction`; half the draws from the network, half from a Gaussian
+            adapted to their weights); False: the network's own draws only.
 
     Returns: summary dict (files written, voxel counts, flagged voxels, timings in s, notes, warnings).
     """
@@ -89,7 +95,7 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
     t_load = time.perf_counter() - t0
 
     res = infer_voxels(net, vol.voxels(), vol.acquisition, samples=samples, chunk_size=chunk_size, seed=seed,
-                       trust=trust, progress=progress, snr=snr)
+                       trust=trust, progress=progress, snr=snr, correct=correct)
     maps = {}
     for kind, d in (("mean", res.mean), ("std", res.std), ("q025", res.q025), ("q975", res.q975),
                     ("width_ratio", res.width_ratio)):
@@ -109,6 +115,7 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         "parameters": list(net.parameter_names), "samples": samples,
         "n_voxels": int(vol.mask.sum()), "n_unusable": int(res.invalid.sum()),
         "n_unreliable": int(np.sum(flag == UNRELIABLE)), "khat_threshold": KHAT_FLAG,
+        "n_corrected": int(np.sum(res.corrected)),
         "khat_median": float(np.median(k)) if k.size else float("nan"),
         "seconds": {"load": t_load, "inference": res.seconds, "write": t_write, "total": time.perf_counter() - t0},
         "notes": res.notes, "warnings": warnings,

@@ -164,14 +164,14 @@ def test_cli_refuses_an_out_of_family_protocol_in_one_line(tmp_path, capsys):
 
 
 def test_trust_log_weights_equal_the_constrained_space_formula_up_to_a_constant(net):
-    """log w = log p(y|θ) + log p(θ) − log q(θ|y) computed in θ space (engine) and independently in
+    """log w = log p(y|θ) + log p(θ) − log q(θ|y) (S0 marginalised) computed in θ space (engine) and independently in
     constrained units (Posterior.log_prob, Prior.log_prob) differ by a per-voxel constant: no Jacobian
     is missing or double counted, so k̂ measures the network, not a units mismatch."""
     import jax
     import jax.numpy as jnp
 
     from sbi_dmri.networks.posterior import Posterior
-    from sbi_dmri.noise import add_noise, log_likelihood
+    from sbi_dmri.noise import add_noise, log_likelihood_s0_marginal
 
     acq = load_protocol("hcp_3shell")
     truth = net.space.prior.sample(jax.random.PRNGKey(5), 8)
@@ -179,7 +179,7 @@ def test_trust_log_weights_equal_the_constrained_space_formula_up_to_a_constant(
     y = np.asarray(add_noise(jax.random.PRNGKey(6), e, 30.0, kind="rician", s0=1.0), np.float32)
     sigma = jnp.full((8,), 1 / 30.0, jnp.float32)
     key = jax.random.PRNGKey(0)
-    fns = engine._chunk_functions(net, acq, SAMPLES, True, "rician")
+    fns = engine._chunk_functions(net, acq, SAMPLES, True, "rician", False)
     snr = jnp.full((8,), 30.0, jnp.float32)
     lw = np.asarray(fns.posterior(fns.state, y, fns.embedding, snr, key, sigma)["log_weights"], np.float64)
 
@@ -187,7 +187,7 @@ def test_trust_log_weights_equal_the_constrained_space_formula_up_to_a_constant(
     post = Posterior(net.network, batch, net.space)
     draws = post.sample(key, SAMPLES)  # the same key and context: the same draws as the engine's
     mu = jax.vmap(jax.vmap(net.space.model.signal, in_axes=(None, 0)), in_axes=(None, 0))(acq, draws)
-    loglik = log_likelihood(batch["signals"][:, None, :], mu, sigma[:, None, None], "rician")
+    loglik = log_likelihood_s0_marginal(batch["signals"][:, None, :], mu, sigma[:, None, None], "rician")
     lw_c = np.asarray(loglik + net.space.prior.log_prob(draws) - post.log_prob(draws), np.float64)
     diff = lw - lw_c
     assert np.all(np.isfinite(diff))
