@@ -97,6 +97,13 @@ class PretrainedPosterior:
 
         return Posterior(self.network, self.batch(signals, acquisition, snr), self.space, n_samples=n_samples, key=key)
 
+    def corrected_posterior(self, signals, acquisition: Acquisition, *, n_draws: int = 1000, key=None, snr=None):
+        """`sbi_dmri.inference.CorrectedPosterior`: the network's posterior importance-corrected by the analytic
+        likelihood (weighted mean, std, quantile; sample by resampling; per-voxel Pareto k̂)."""
+        from .inference.corrected_posterior import CorrectedPosterior
+
+        return CorrectedPosterior(self, signals, acquisition, n_draws=n_draws, key=key, snr=snr)
+
     def estimate(self, signals, acquisition: Acquisition, *, snr=None) -> dict[str, np.ndarray]:
         """Point estimates from the point head (one forward pass): {name: (B,) or (B, 3)} in the model's units."""
         point = self.posterior(signals, acquisition, n_samples=1, snr=snr).point()
