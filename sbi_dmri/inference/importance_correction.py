@@ -107,7 +107,11 @@ def log_target(context_batch: dict, theta: jax.Array, space, acquisition, sigma:
 
     frame = context_batch["frame"][:, None]
     params = space.from_theta(theta, frame) if params is None else params
-    signal = jax.vmap(jax.vmap(space.model.signal, in_axes=(None, 0)), in_axes=(None, 0))
+    from ..fitting.fast_signal import fitting_signal
+
+    # NODDI-like models: the merged Watson convolution the NLLS optimiser uses (equal to model.signal to
+    # ≤ 5e-8, several times cheaper); `acquisition` must be concrete here (closed over, not traced)
+    signal = jax.vmap(jax.vmap(fitting_signal(space.model, acquisition)[0], in_axes=(None, 0)), in_axes=(None, 0))
     mu = signal(acquisition, params)  # (C, S, M) S/S0 at each draw
     # the signals were divided by their own noisy b = 0 mean: S0 is unknown near 1, and marginalised
     loglik = log_likelihood_s0_marginal(context_batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)

@@ -4,7 +4,6 @@ the S0-marginal likelihood, the weighted summaries, and the gain on the shipped 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from sbi_dmri.inference.importance_correction import (
     adaptive_importance, log_target, systematic_resample, truncated_weights, weighted_quantile, weighted_summaries,
