@@ -137,8 +137,9 @@ INFLATE, FLOOR = 1.5, 0.01
 def adaptive_importance(sample, log_q, log_target_fn, key, n_draws: int) -> tuple[jax.Array, jax.Array]:
     """Two-stage importance sampling: ((C, n_draws, D) draws in θ space, (C, n_draws) log weights).
 
-    sample(key, n) → (C, n, D) draws of the network q; log_q(θ) and log_target_fn(θ) → (C, S) for θ
-    (C, S, D): the network's log density and the unnormalised log posterior (`log_target`).
+    sample(key, n) → ((C, n, D) draws of the network q, (C, n) their log q); log_q(θ) and
+    log_target_fn(θ) → (C, S) for θ (C, S, D): the network's log density and the unnormalised log
+    posterior (`log_target`).
 
     Stage 1: n₁ = n_draws/2 draws of the network q. Stage 2: n₂ = n_draws − n₁ draws of a Gaussian g
     in θ space fitted to the stage-1 weighted draws (mean; covariance × INFLATE² + FLOOR × the
@@ -153,8 +154,7 @@ def adaptive_importance(sample, log_q, log_target_fn, key, n_draws: int) -> tupl
     n1 = max(n_draws // 2, 1)
     n2 = n_draws - n1
     k1, k2 = jax.random.split(key)
-    theta1 = sample(k1, n1)  # (C, n1, D)
-    logq1 = log_q(theta1)
+    theta1, logq1 = sample(k1, n1)  # (C, n1, D), (C, n1)
     lt1 = log_target_fn(theta1)
     w1 = truncated_weights(_clean(lt1 - logq1))
     D = theta1.shape[-1]
@@ -182,5 +182,6 @@ def adaptive_importance(sample, log_q, log_target_fn, key, n_draws: int) -> tupl
 def network_importance(network, context, batch: dict, space, acquisition, sigma: jax.Array, noise_kind: str, key,
                        n_draws: int) -> tuple[jax.Array, jax.Array]:
     """`adaptive_importance` for a network (`AmortizedPosterior`) and the analytic model of `space`."""
-    return adaptive_importance(lambda k, n: network.sample(context, k, n), lambda t: network.log_prob(context, t),
+    return adaptive_importance(lambda k, n: network.sample_and_log_prob(context, k, n),
+                               lambda t: network.log_prob(context, t),
                                lambda t: log_target(batch, t, space, acquisition, sigma, noise_kind), key, n_draws)

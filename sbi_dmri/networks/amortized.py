@@ -147,6 +147,10 @@ class AmortizedPosterior(nnx.Module):
         """(B, n, D) draws of θ."""
         return self.flow.sample(key, context, n)
 
+    def sample_and_log_prob(self, context, key, n: int):
+        """((B, n, D) draws of θ, (B, n) their log q): one pass through the flow instead of two."""
+        return self.flow.sample_and_log_prob(key, context, n)
+
     def point(self, context):
         """{"mean": (B, D), "quantiles": (B, Q, D)} in θ space."""
         B, D, Q = context.shape[0], self.dim, len(self.quantile_levels)

@@ -22,11 +22,15 @@ def test_adaptive_importance_recovers_a_gaussian_posterior_from_a_wide_offset_pr
     m = jnp.linspace(-1.0, 1.0, C * D).reshape(C, D)
     sd_p, sd_q, shift = 0.05, 0.3, 0.1
 
-    def sample(k, n):
+    def draw(k, n):
         return m[:, None] + shift + sd_q * jax.random.normal(k, (C, n, D))
 
     def log_q(t):
         return _gaussian_logpdf(t, m[:, None] + shift, sd_q)
+
+    def sample(k, n):
+        t = draw(k, n)
+        return t, log_q(t)
 
     def log_p(t):
         return _gaussian_logpdf(t, m[:, None], sd_p) + 3.0  # unnormalised: any constant
@@ -41,7 +45,7 @@ def test_adaptive_importance_recovers_a_gaussian_posterior_from_a_wide_offset_pr
     np.testing.assert_allclose(sd, sd_p, rtol=0.15)
 
     # the proposal alone: the same number of draws gives a far smaller effective sample size
-    t_q = sample(jax.random.PRNGKey(1), S)
+    t_q = draw(jax.random.PRNGKey(1), S)
     w_q = truncated_weights(log_p(t_q) - log_q(t_q))
     assert float(jnp.median(1.0 / jnp.sum(w_q**2, axis=1))) < 0.3 * float(jnp.median(ess))
 
