@@ -206,12 +206,14 @@ def format_report(s: dict) -> str:
                            ("median_tract_deg", f"median, tracts (true f_stick ≥ {TRACT_F_STICK})"),
                            ("mean_tract_deg", "mean, tracts")):
             lines.append(f"| {label} | {o['network'][key]:.2f} | {o['nlls'][key]:.2f} |")
-    lines += ["", "Units: d in µm²/ms, f_stick a fraction. Network point = posterior mean over the draws.", "",
+    lines += ["", "Units: d in µm²/ms, f_stick a fraction. Network point = posterior mean over the draws: the "
+              "network's draws importance-corrected by the analytic likelihood (`sbi-dmri infer`'s default; "
+              "`--no-correct` for the network alone).", "",
               "## Posterior width and trust", "",
               "Median posterior-to-prior width ratio (sd / prior sd; ≈ 1 means the data do not inform it): "
               + ", ".join(f"{k} {v:.3f}" for k, v in s["width_ratio_median"].items()) + ".", "",
               f"Voxels flagged unreliable (Pareto k̂ > 0.7 of the importance weights under the analytic "
-              f"likelihood): {100 * s['flagged_fraction']:.1f} %. Median k̂: {s['inference']['khat_median']:.3f}.",
+              f"likelihood: the corrected summaries rest on few effective draws): {100 * s['flagged_fraction']:.1f} %. Median k̂: {s['inference']['khat_median']:.3f}.",
               ""]
     lines += [f"- {n}" for n in s["inference"]["notes"] + s["inference"]["warnings"]]
     t = s["timings"]
@@ -219,7 +221,7 @@ def format_report(s: dict) -> str:
               "| step | seconds |", "|---|---|",
               f"| phantom (simulate + write) | {t['phantom']:.1f} |",
               f"| load network | {t['network_load']:.1f} |",
-              f"| network: infer_volume ({s['samples']} draws + trust check + write) | {t['network']:.1f} |",
+              f"| network: infer_volume ({s['samples']} draws, importance correction and trust check, write) | {t['network']:.1f} |",
               f"| of which the chunk loop | {s['inference']['seconds']['inference']:.1f} |",
               f"| NLLS (fit_nlls) | {t['nlls']:.1f} |", "",
               "Outputs: `data/` (phantom NIfTI + truth), `network/` (posterior maps), `nlls/` (fit), `demo.png`.", ""]
