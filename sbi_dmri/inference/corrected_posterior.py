@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .importance_correction import network_importance, systematic_resample, truncated_weights, weighted_summaries
+from .importance_correction import (likelihood_signal, network_importance, systematic_resample, truncated_weights,
+                                    weighted_summaries)
 
 
 class CorrectedPosterior:
@@ -56,12 +57,13 @@ class CorrectedPosterior:
         graphdef, state = nnx.split(net.network)
         space, acq = net.space, _float32_acquisition(acquisition)
         key = jax.random.PRNGKey(0) if key is None else key
+        signal_fn = likelihood_signal(space.model, acquisition)
 
         @jax.jit
         def run(state, batch, sigma, key):
             network = nnx.merge(graphdef, state)
             ctx = network.context(batch)
-            theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise["kind"], key, n_draws)
+            theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise["kind"], key, n_draws, signal_fn)
             return space.from_theta(theta, batch["frame"][:, None]), lw
 
         self.draws, self.log_weights = run(state, batch, sigma, key)

@@ -135,12 +135,13 @@ class _ChunkFunctions:
     def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str, correct: bool):
         from ..networks.features import protocol_features
         from ..pretrained import _build_batch
-        from .importance_correction import (network_importance, log_importance_weights, truncated_weights,
-                                            weighted_summaries)
+        from .importance_correction import (likelihood_signal, log_importance_weights, network_importance,
+                                            truncated_weights, weighted_summaries)
 
         graphdef, self.state = nnx.split(net.network)
         space = net.space
         acq = _float32_acquisition(acquisition)
+        signal_fn = likelihood_signal(space.model, acquisition)
         features = protocol_features(Acquisition(bvalues=acquisition.bvalues, directions=acquisition.directions,
                                                  delta=acquisition.delta, Delta=acquisition.Delta, TE=None))
         b0 = jnp.asarray(acquisition.bvalues <= B0_THRESHOLD)
@@ -169,7 +170,8 @@ class _ChunkFunctions:
             if correct:
                 # first half: the network's own draws (its summaries are the fallback); second half: the
                 # adapted Gaussian (importance_correction.adaptive_importance)
-                theta_all, lw = network_importance(network, ctx, batch, space, acq, sigma, noise_kind, key, n_draws)
+                theta_all, lw = network_importance(network, ctx, batch, space, acq, sigma, noise_kind, key, n_draws,
+                                                   signal_fn)
                 theta = theta_all[:, : max(n_draws // 2, 1)]
             else:
                 theta = network.sample(ctx, key, n_draws)  # (C, n, D)
@@ -191,7 +193,8 @@ class _ChunkFunctions:
                 out["corrected"] = {"mean": c["mean"], "std": c["std"], "q025": {k: v[0] for k, v in c["quantiles"].items()},
                                     "q975": {k: v[1] for k, v in c["quantiles"].items()}}
             elif trust:
-                out["log_weights"] = log_importance_weights(network, ctx, theta, batch, space, acq, sigma, noise_kind, params)
+                out["log_weights"] = log_importance_weights(network, ctx, theta, batch, space, acq, sigma, noise_kind,
+                                                            params, signal_fn)
             return out
 
         self.point = jax.jit(point)

@@ -94,24 +94,30 @@ def systematic_resample(key: jax.Array, weights: jax.Array, n: int) -> jax.Array
     return jnp.minimum(idx, S - 1)
 
 
+def likelihood_signal(model, acquisition):
+    """The signal function (acquisition, params) → (M,) the likelihood evaluates: for NODDI-like models the
+    merged Watson convolution the NLLS optimiser uses (equal to `model.signal` to ≤ 5e-8, several times
+    cheaper). Call it outside jit: it reads the largest b-value of the concrete `acquisition`."""
+    from ..fitting.fast_signal import fitting_signal
+
+    return fitting_signal(model, acquisition)[0]
+
+
 def log_target(context_batch: dict, theta: jax.Array, space, acquisition, sigma: jax.Array, noise_kind: str,
-               params: dict | None = None) -> jax.Array:
+               params: dict | None = None, signal_fn=None) -> jax.Array:
     """(C, S) log p(y | θ) + log p_θ(θ), the unnormalised posterior in θ space, for draws θ (C, S, D).
 
     p(y | θ) marginalises the unknown S0 scale of the normalised signals (comment in the body).
 
     context_batch: the network batch of the C voxels (its "signals" are S/S0, (C, M), and "frame" the
-    DTI frames); sigma: (C,) noise σ of S/S0; noise_kind: "rician" or "gaussian".
+    DTI frames); sigma: (C,) noise σ of S/S0; noise_kind: "rician" or "gaussian"; signal_fn: the model's
+    signal function (default `space.model.signal`; `likelihood_signal` gives the faster equal one).
     """
     from ..noise import log_likelihood_s0_marginal
 
     frame = context_batch["frame"][:, None]
     params = space.from_theta(theta, frame) if params is None else params
-    from ..fitting.fast_signal import fitting_signal
-
-    # NODDI-like models: the merged Watson convolution the NLLS optimiser uses (equal to model.signal to
-    # ≤ 5e-8, several times cheaper); `acquisition` must be concrete here (closed over, not traced)
-    signal = jax.vmap(jax.vmap(fitting_signal(space.model, acquisition)[0], in_axes=(None, 0)), in_axes=(None, 0))
+    signal = jax.vmap(jax.vmap(signal_fn or space.model.signal, in_axes=(None, 0)), in_axes=(None, 0))
     mu = signal(acquisition, params)  # (C, S, M) S/S0 at each draw
     # the signals were divided by their own noisy b = 0 mean: S0 is unknown near 1, and marginalised
     loglik = log_likelihood_s0_marginal(context_batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)
@@ -124,9 +130,9 @@ def _clean(lw):
 
 
 def log_importance_weights(network, context, theta: jax.Array, batch: dict, space, acquisition, sigma: jax.Array,
-                           noise_kind: str, params: dict | None = None) -> jax.Array:
+                           noise_kind: str, params: dict | None = None, signal_fn=None) -> jax.Array:
     """(C, S) log w_s = log p(y | θ_s) + log p_θ(θ_s) − log q(θ_s | y) for draws θ (C, S, D) of the network."""
-    lt = log_target(batch, theta, space, acquisition, sigma, noise_kind, params)
+    lt = log_target(batch, theta, space, acquisition, sigma, noise_kind, params, signal_fn)
     return _clean(lt - network.log_prob(context, theta))
 
 
@@ -180,8 +186,9 @@ def adaptive_importance(sample, log_q, log_target_fn, key, n_draws: int) -> tupl
 
 
 def network_importance(network, context, batch: dict, space, acquisition, sigma: jax.Array, noise_kind: str, key,
-                       n_draws: int) -> tuple[jax.Array, jax.Array]:
+                       n_draws: int, signal_fn=None) -> tuple[jax.Array, jax.Array]:
     """`adaptive_importance` for a network (`AmortizedPosterior`) and the analytic model of `space`."""
     return adaptive_importance(lambda k, n: network.sample_and_log_prob(context, k, n),
                                lambda t: network.log_prob(context, t),
-                               lambda t: log_target(batch, t, space, acquisition, sigma, noise_kind), key, n_draws)
+                               lambda t: log_target(batch, t, space, acquisition, sigma, noise_kind, signal_fn=signal_fn),
+                               key, n_draws)

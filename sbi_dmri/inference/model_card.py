@@ -40,13 +40,14 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
     from .engine import _float32_acquisition
-    from .importance_correction import network_importance, log_importance_weights
+    from .importance_correction import likelihood_signal, log_importance_weights, network_importance
 
     graphdef, state = nnx.split(net.network)
     acq = _float32_acquisition(acquisition)
     features = protocol_features(acq)
     b0 = jnp.asarray(np.asarray(acquisition.bvalues) <= 0.05)
     noise_kind = (net.meta.get("noise") or {}).get("kind", "rician")
+    signal_fn = likelihood_signal(net.space.model, acquisition)
 
     @jax.jit
     def run(state, y, truth, key):
@@ -56,10 +57,11 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
         ctx = m.context(batch)
         sigma = jnp.full(y.shape[:1], 1.0 / snr, jnp.float32)
         if adaptive:
-            theta, lw = network_importance(m, ctx, batch, net.space, acq, sigma, noise_kind, key, n_draws)
+            theta, lw = network_importance(m, ctx, batch, net.space, acq, sigma, noise_kind, key, n_draws, signal_fn)
         else:
             theta = m.sample(ctx, key, n_draws)
-            lw = log_importance_weights(m, ctx, theta, batch, net.space, acq, sigma, noise_kind) if weights else None
+            lw = (log_importance_weights(m, ctx, theta, batch, net.space, acq, sigma, noise_kind, signal_fn=signal_fn)
+                  if weights else None)
         return theta, net.space.to_theta(truth, batch["frame"]), lw
 
     s, t, lw = run(state, jnp.asarray(signals, jnp.float32), {k: jnp.asarray(v) for k, v in truth.items()}, key)
