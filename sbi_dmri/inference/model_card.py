@@ -187,14 +187,18 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
             c2st_result = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()},
                                             snr, seed=seed + i, corrected=bool(corrected_draws))
             c2st_result["seconds"] = time.perf_counter() - t0
-        report = evaluate_gates(
-            samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}", seed=seed,
-            estimates={k: v[ok] for k, v in res.mean.items()},
-            recovery_truths={k: v[ok] for k, v in truth.items()},
-            reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
-            khat=res.khat[np.isfinite(res.khat)],
-            c2st_accuracies=None if c2st_result is None else c2st_result["accuracies"],
-        )
+        def gates(draws, label, maps, c2st_key):
+            # one posterior's gates on this test set: calibration on `draws`, recovery of `maps.mean` vs NLLS
+            return evaluate_gates(
+                draws, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}{label}", seed=seed,
+                estimates={k: v[ok] for k, v in maps.mean.items()},
+                recovery_truths={k: v[ok] for k, v in truth.items()},
+                reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
+                khat=maps.khat[np.isfinite(maps.khat)],
+                c2st_accuracies=None if c2st_result is None else c2st_result[c2st_key],
+            )
+
+        report = gates(samples, "", res, "accuracies")
         if c2st_result is not None:
             report["c2st"].update(nuts_rhat_max=c2st_result["nuts_rhat_max"],
                                   nuts_divergences=c2st_result["nuts_divergences"], seconds=c2st_result["seconds"])
@@ -204,14 +208,7 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         if corrected_draws:
             c_samples, _, _, unique = _corrected_theta_draws(net, y, acquisition, truth, corrected_draws, n_draws,
                                                              jax.random.fold_in(k_d, 1), snr)
-            cor = evaluate_gates(
-                c_samples, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}, importance-corrected", seed=seed,
-                estimates={k: v[ok] for k, v in res_c.mean.items()},
-                recovery_truths={k: v[ok] for k, v in truth.items()},
-                reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
-                khat=res_c.khat[np.isfinite(res_c.khat)],
-                c2st_accuracies=None if c2st_result is None else c2st_result["corrected_accuracies"],
-            )
+            cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies")
             if c2st_result is not None:
                 cor["c2st"]["distinct_draws_median"] = c2st_result["corrected_distinct_draws_median"]
             cor["width_ratio_median"] = {k: float(np.median(v)) for k, v in res_c.width_ratio.items()}
