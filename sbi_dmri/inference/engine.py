@@ -22,6 +22,11 @@ clipped to the training SNR range [1/SNR_max, 1/SNR_min]; with fewer b = 0 measu
 weights (`diagnostics.pareto_khat`) then says whether q matches the true posterior in that voxel;
 k̂ > 0.7 flags it (Vehtari et al., JMLR 25(72), 2024; the cut used in EVALUATION.md).
 
+Importance correction (`correct=True`, the default; `inference.importance_correction`): the same weights,
+for the network's draws and for as many draws of a Gaussian adapted to them, turn the summaries into
+those of the exact posterior under the analytic likelihood (S0 marginalised); k̂ is then that of the
+corrected weights.
+
 Voxels with non-finite signals or a non-positive mean b = 0 signal are not passed through the network
 (a placeholder keeps the chunk shape): their results are NaN and their `invalid` flag is set.
 """
@@ -252,7 +257,7 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
     notes = []
     noise = dict(net.meta.get("noise") or {"kind": "none"})
     if trust and samples > 0 and (samples < 25 or noise.get("kind") not in ("rician", "gaussian")):
-        notes.append(f"trust check skipped: needs ≥ 25 draws and a Rician/Gaussian training noise model "
+        notes.append(f"trust check and importance correction skipped: need ≥ 25 draws and a Rician/Gaussian training noise model "
                      f"(got {samples} draws, noise {noise.get('kind')!r})")
         trust = False
     trust = trust and samples > 0
