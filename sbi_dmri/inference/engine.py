@@ -173,13 +173,17 @@ class _ChunkFunctions:
             network, batch, ctx = encode(state, raw, emb, snr)
             frame = batch["frame"][:, None]
             if correct:
-                # first half: the network's own draws (its summaries are the fallback); second half: the
-                # adapted Gaussian (importance_correction.adaptive_importance)
-                theta_all, lw = network_importance(network, ctx, batch, space, acq, sigma, noise_kind, key, n_draws,
-                                                   signal_fn)
-                theta = theta_all[:, : max(n_draws // 2, 1)]
-            else:
-                theta = network.sample(ctx, key, n_draws)  # (C, n, D)
+                # one weighted pass: the importance weights, or, in a voxel where every weight is zero
+                # (k̂ = +inf), equal weights on the network's own draws (the first half)
+                theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise_kind, key, n_draws,
+                                               signal_fn)
+                own = (jnp.arange(n_draws) < max(n_draws // 2, 1)).astype(lw.dtype)
+                dead = jnp.all(lw == -jnp.inf, axis=1, keepdims=True)
+                w = jnp.where(dead, (own / jnp.sum(own))[None, :], truncated_weights(lw))
+                c = weighted_summaries(space.from_theta(theta, frame), w, axis_names, q)
+                return {"mean": c["mean"], "std": c["std"], "q025": {k: v[0] for k, v in c["quantiles"].items()},
+                        "q975": {k: v[1] for k, v in c["quantiles"].items()}, "log_weights": lw}
+            theta = network.sample(ctx, key, n_draws)  # (C, n, D)
             params = space.from_theta(theta, frame)
             out = {"mean": {}, "std": {}, "q025": {}, "q975": {}}
             for name, v in params.items():
@@ -192,12 +196,7 @@ class _ChunkFunctions:
                     out["mean"][name], out["std"][name] = jnp.mean(v, axis=1), jnp.std(v, axis=1, ddof=1)
                     quant = jnp.quantile(v, q, axis=1)
                 out["q025"][name], out["q975"][name] = quant[0], quant[1]
-            if correct:
-                out["log_weights"] = lw
-                c = weighted_summaries(space.from_theta(theta_all, frame), truncated_weights(lw), axis_names, q)
-                out["corrected"] = {"mean": c["mean"], "std": c["std"], "q025": {k: v[0] for k, v in c["quantiles"].items()},
-                                    "q975": {k: v[1] for k, v in c["quantiles"].items()}}
-            elif trust:
+            if trust:
                 out["log_weights"] = log_importance_weights(network, ctx, theta, batch, space, acq, sigma, noise_kind,
                                                             params, signal_fn)
             return out
@@ -307,24 +306,13 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         jax.block_until_ready(run_chunk(0))
     t0 = time.perf_counter()
     parts: dict[str, dict[str, list]] = {}
-    khat_parts, corrected_parts = [], []
+    khat_parts = []
     for i in tqdm(range(n_chunks), desc="infer", unit="chunk", disable=not progress, dynamic_ncols=True):
         out = jax.device_get(run_chunk(i))
         n_real = min(C, V - i * C)
         lw = out.pop("log_weights", None)
-        corrected = out.pop("corrected", None)
         if lw is not None:
             khat_parts.append(pareto_khat(np.asarray(lw[:n_real], np.float64)))
-        if corrected is not None:
-            # every voxel with any finite weight; k̂ = +inf (all weights zero): the network's own summaries.
-            # Where 0.7 < k̂ < inf the corrected summaries rest on few effective draws (the trust flag says
-            # so), but they are still closer to the truth than the network's (benchmarks/results/importance.md)
-            use = np.isfinite(khat_parts[-1])
-            corrected_parts.append(use)
-            for kind, d in corrected.items():
-                for name, v in d.items():
-                    u = use.reshape((-1,) + (1,) * (np.ndim(v) - 1))
-                    out[kind][name] = np.where(u, np.asarray(v[:n_real]), np.asarray(out[kind][name][:n_real]))
         for kind, d in out.items():
             for name, v in d.items():
                 parts.setdefault(kind, {}).setdefault(name, []).append(np.asarray(v[:n_real], np.float32))
@@ -336,7 +324,10 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
     std = gather("std")
     width_ratio = {name: v / np.float32(widths[name]) for name, v in std.items()}
     khat = np.concatenate(khat_parts) if khat_parts else np.full(V, np.nan)
-    corrected = np.concatenate(corrected_parts) & ~invalid if corrected_parts else np.zeros(V, bool)
+    # corrected: every voxel with a non-zero weight (k̂ < inf). Where 0.7 < k̂ < inf the corrected summaries
+    # rest on few effective draws (the trust flag says so) but are still closer to the truth than the
+    # network's own (benchmarks/results/importance.md)
+    corrected = np.isfinite(khat) & ~invalid if correct else np.zeros(V, bool)
     if correct:
         notes.append(f"importance-corrected summaries in {int(corrected.sum())} of {int((~invalid).sum())} voxels "
                      f"(the rest: every importance weight zero, the network's own summaries)")
