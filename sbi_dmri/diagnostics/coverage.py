@@ -33,7 +33,7 @@ import dataclasses
 
 import numpy as np
 
-from sbi_dmri.diagnostics.sbc import _as_draws, randomised_pit, sbc_ranks
+from sbi_dmri.diagnostics.sbc import _as_draws, randomised_pit, sbc_ranks, weighted_randomised_pit
 
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
@@ -55,19 +55,26 @@ def expected_coverage(
     *,
     seed: int = 0,
     method: str = "rank",
+    weights=None,
 ) -> CoverageResult:
     """Empirical coverage of central intervals, per level and parameter.
 
     samples (n_sims, n_draws, n_params), truths (n_sims, n_params) in the same units; levels in
     (0, 1). method "rank" (default, unbiased; see module docstring) or "quantile" (np.quantile of
-    the draws, biased low by O(1/n_draws)).
+    the draws, biased low by O(1/n_draws)). weights (n_sims, n_draws): importance weights of the
+    draws (method "rank" only): the PIT is then `weighted_randomised_pit`.
     """
     samples, truths = _as_draws(samples, truths)
     levels = np.asarray(levels, np.float64)
     if np.any((levels <= 0) | (levels >= 1)):
         raise ValueError(f"levels must lie in (0, 1), got {levels}")
     n_sims, n_draws, _ = samples.shape
-    if method == "rank":
+    if weights is not None and method != "rank":
+        raise ValueError("weights need method='rank'")
+    if weights is not None:
+        u = weighted_randomised_pit(samples < truths[:, None, :], weights, seed=seed + 1)
+        inside = np.abs(u[None, :, :] - 0.5) <= levels[:, None, None] / 2.0
+    elif method == "rank":
         u = randomised_pit(sbc_ranks(samples, truths, seed=seed), n_draws, seed=seed + 1)
         inside = np.abs(u[None, :, :] - 0.5) <= levels[:, None, None] / 2.0
     elif method == "quantile":

@@ -27,7 +27,7 @@ import numpy as np
 
 from sbi_dmri.diagnostics.coverage import DEFAULT_LEVELS, coverage_gate, expected_coverage
 from sbi_dmri.diagnostics.recovery import posterior_prior_width_ratio, recovery_table
-from sbi_dmri.diagnostics.sbc import sbc_gate, sbc_ks_test, sbc_ranks
+from sbi_dmri.diagnostics.sbc import ks_uniform_pvalues, sbc_gate, sbc_ks_test, sbc_ranks, weighted_randomised_pit
 from sbi_dmri.diagnostics.tarp import tarp, tarp_gate
 from sbi_dmri.serialization import to_jsonable as to_json
 
@@ -55,6 +55,7 @@ def evaluate_gates(
     reference_estimates=None,
     c2st_accuracies=None,
     khat=None,
+    weights=None,
 ) -> dict:
     """Evaluate the gates for one test set (one model, prior, SNR).
 
@@ -64,6 +65,9 @@ def evaluate_gates(
     samples) against `recovery_truths` (default: truths), with `reference_estimates` (e.g. NLLS) for
     the gate; these may be {name: (n,) or (n, 3)} dicts so that axes are scored by angle.
     c2st_accuracies (n_voxels,) against a reference posterior; khat (n_voxels,) from `pareto_khat`.
+    weights (n_sims, n_draws): importance weights of the draws (an importance-corrected posterior): SBC,
+    coverage and TARP then use the weighted PIT (`sbc.weighted_randomised_pit`), the default estimates the
+    weighted mean, and the width ratio is skipped.
     """
     report: dict = {"label": label, "warnings": []}
     gated = []
@@ -84,12 +88,18 @@ def evaluate_gates(
                 "correct posterior often below ≈ 7500 simulations; use ≥ 10000"
             )
 
-        p_values = sbc_ks_test(sbc_ranks(samples, truths, seed=seed), n_draws, seed=seed + 1)
+        if weights is not None:
+            weights = np.asarray(weights, np.float64)
+            weights = weights / weights.sum(axis=1, keepdims=True)
+            report["weighted_draws"] = True
+            p_values = ks_uniform_pvalues(weighted_randomised_pit(samples < truths[:, None, :], weights, seed=seed + 1))
+        else:
+            p_values = sbc_ks_test(sbc_ranks(samples, truths, seed=seed), n_draws, seed=seed + 1)
         sbc_pass, threshold = sbc_gate(p_values)
         report["sbc"] = {"p_values": _by_name(names, p_values), "threshold": threshold,
                          "pass": sbc_pass and big_enough}
 
-        cov = expected_coverage(samples, truths, levels, seed=seed + 2)
+        cov = expected_coverage(samples, truths, levels, seed=seed + 2, weights=weights)
         cov_pass, per_cell, conservative = coverage_gate(cov)
         report["coverage"] = {
             "levels": cov.levels, "se": cov.se,
@@ -99,12 +109,12 @@ def evaluate_gates(
             "pass": cov_pass,
         }
 
-        t = tarp(samples, truths, seed=seed + 3, bounds=bounds)
+        t = tarp(samples, truths, seed=seed + 3, bounds=bounds, weights=weights)
         report["tarp"] = {"atc": t.atc, "atc_upper": t.atc_upper, "max_deviation": t.max_deviation,
                           "ks_pvalue": t.ks_pvalue, "pass": tarp_gate(t)}
         gated += ["sbc", "coverage", "tarp"]
 
-        if prior_samples is not None:
+        if prior_samples is not None and weights is None:
             ratio = posterior_prior_width_ratio(samples, prior_samples)
             report["width_ratio"] = {
                 "median": _by_name(names, np.median(ratio, axis=0)),
@@ -112,7 +122,7 @@ def evaluate_gates(
                 "method": "posterior sd / prior sd",
             }
         if estimates is None:
-            estimates = samples.mean(axis=1)
+            estimates = samples.mean(axis=1) if weights is None else np.einsum("nl,nlp->np", weights, samples)
 
     if estimates is not None:
         # dict estimates name their own parameters (they may hold axes that samples do not)

@@ -62,13 +62,50 @@ def randomised_pit(ranks, n_draws: int, *, seed: int = 0) -> np.ndarray:
     return (ranks + v) / (n_draws + 1)
 
 
+def weighted_randomised_pit(below, weights, *, seed: int = 0) -> np.ndarray:
+    """Randomised PIT of the truth under a weighted set of draws: (n_sims[, n_params]) values in (0, 1).
+
+    below (n_sims, L[, n_params]) bool: draw l lies below the truth (or, for TARP, inside its ball);
+    weights (n_sims, L) ≥ 0, e.g. importance weights (normalised here). The weighted CDF at the truth,
+    F̂ = Σ_l w_l 1[below], is jittered as if it came from N = 1/Σ w_l² (the effective sample size)
+    equal-weight draws:
+
+        u = (N F̂ + V) / (N + 1),   V ~ Uniform(0, 1),
+
+    which with equal weights (N = L, F̂ = r/L) is exactly (r + V)/(L + 1) of `randomised_pit`. Jittering
+    by 1/L instead treats a weighted set as more informative than it is: the truth then falls beyond the
+    weighted draws too often and intervals look narrow. Measured on the linear-Gaussian toy (10000
+    simulations, a 2×-too-wide proposal shifted by 0.7 sd, exact weights; coverage at 50/80/90/95 %):
+    with L = 400 (median N = 75) 1/L-jitter gives 0.491/0.792/0.893/0.948 and N-jitter
+    0.496/0.802/0.904/0.959; with L = 1000 (N = 186) 0.494/0.796/0.896/0.948 and 0.496/0.800/0.900/0.952.
+    With unequal weights u is uniform only as N grows (self-normalised importance sampling is
+    consistent, not unbiased); it avoids the extra noise of resampling to equal weights first.
+    """
+    below = np.asarray(below, bool)
+    w = np.asarray(weights, np.float64)
+    if w.ndim != 2 or below.shape[:2] != w.shape:
+        raise ValueError(f"weights {w.shape} must be (n_sims, n_draws) of below {below.shape}")
+    if np.any(w < 0) or np.any(~np.isfinite(w)) or np.any(w.sum(axis=1) <= 0):
+        raise ValueError("weights must be finite, ≥ 0 and not all zero in any row")
+    w = w / w.sum(axis=1, keepdims=True)
+    n_eff = (1.0 / np.sum(w**2, axis=1)).reshape((-1,) + (1,) * (below.ndim - 2))
+    mass = np.einsum("nl,nl...->n...", w, below)
+    v = np.random.default_rng(seed).uniform(size=mass.shape)
+    return np.clip((n_eff * mass + v) / (n_eff + 1.0), 0.0, 1.0)
+
+
+def ks_uniform_pvalues(u) -> np.ndarray:
+    """Per-column KS p-values, (n_params,), of PIT values u (n_sims, n_params) against U(0, 1)."""
+    u = np.asarray(u)
+    return np.array([stats.kstest(u[:, j], "uniform").pvalue for j in range(u.shape[1])])
+
+
 def sbc_ks_test(ranks, n_draws: int, *, seed: int = 0) -> np.ndarray:
     """Per-parameter KS p-values, (n_params,), of the randomised PIT of `ranks` against U(0, 1).
 
     ranks (n_sims, n_params) from `sbc_ranks` with the same n_draws.
     """
-    u = randomised_pit(ranks, n_draws, seed=seed)
-    return np.array([stats.kstest(u[:, j], "uniform").pvalue for j in range(u.shape[1])])
+    return ks_uniform_pvalues(randomised_pit(ranks, n_draws, seed=seed))
 
 
 def sbc_gate(p_values, *, alpha: float = 0.05) -> tuple[bool, float]:

@@ -57,7 +57,7 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
-from sbi_dmri.diagnostics.sbc import _as_draws
+from sbi_dmri.diagnostics.sbc import _as_draws, weighted_randomised_pit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +95,7 @@ def tarp(
     bounds=None,
     references="prior",
     n_grid: int = 201,
+    weights=None,
 ) -> TarpResult:
     """TARP expected-coverage curve and ATC.
 
@@ -104,7 +105,8 @@ def tarp(
     standardised by the truths). references: "prior" (truths of other simulations, default),
     "box" (uniform; see module docstring), or an array of reference points in the parameters' units,
     (n_sims, n_params) or (n_refs, n_sims, n_params). n_grid: points of the returned α grid (for plots only; the
-    summaries are exact).
+    summaries are exact). weights (n_sims, n_draws): importance weights of the draws; the credibility is
+    then the weighted fraction inside the ball (`sbc.weighted_randomised_pit`).
     """
     samples, truths = _as_draws(samples, truths)
     n_sims, n_draws, n_params = samples.shape
@@ -136,8 +138,11 @@ def tarp(
     for r in range(n_refs):  # loop keeps memory at one (n_sims, n_draws) distance array
         d_truth = np.linalg.norm(truths - refs[r], axis=-1)  # (n_sims,)
         d_draws = np.linalg.norm(samples - refs[r][:, None, :], axis=-1)  # (n_sims, n_draws)
-        k = np.sum(d_draws < d_truth[:, None], axis=1)
-        f[:, r] = (k + rng.uniform(size=n_sims)) / (n_draws + 1)
+        if weights is None:
+            k = np.sum(d_draws < d_truth[:, None], axis=1)
+            f[:, r] = (k + rng.uniform(size=n_sims)) / (n_draws + 1)
+        else:
+            f[:, r] = weighted_randomised_pit(d_draws < d_truth[:, None], weights, seed=seed + 1 + r)
 
     flat = np.sort(f.ravel())
     alpha = np.linspace(0.0, 1.0, n_grid)
