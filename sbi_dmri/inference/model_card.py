@@ -30,12 +30,13 @@ from flax import nnx
 
 
 def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float, *, weights: bool = False,
-                 adaptive: bool = False):
+                 adaptive: bool = False, chunk: int = 1000):
     """(samples (n, n_draws, D), truths (n, D)[, log weights (n, n_draws)]) in the network's θ space.
 
     weights: also the importance log-weights of the draws under the network's training noise model at
     σ = 1/snr (`inference.importance_correction`); adaptive: the draws and weights of the two-stage
-    `adaptive_importance` instead of the network's draws alone.
+    `adaptive_importance` instead of the network's draws alone. Runs `chunk` voxels per compiled call
+    (the last one padded), so memory stays bounded for large test sets.
     """
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
@@ -61,11 +62,24 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
         else:
             theta = m.sample(ctx, key, n_draws)
             lw = (log_importance_weights(m, ctx, theta, batch, net.space, acq, sigma, noise_kind, signal_fn=signal_fn)
-                  if weights else None)
+                  if weights else jnp.zeros(theta.shape[:2]))
         return theta, net.space.to_theta(truth, batch["frame"]), lw
 
-    s, t, lw = run(state, jnp.asarray(signals, jnp.float32), {k: jnp.asarray(v) for k, v in truth.items()}, key)
-    return (np.asarray(s), np.asarray(t)) + ((np.asarray(lw),) if weights or adaptive else ())
+    y_all = np.asarray(signals, np.float32)
+    n = len(y_all)
+    c = min(chunk, n)
+    parts = []
+    for i in range(0, n, c):
+        y = y_all[i:i + c]
+        t = {k: np.asarray(v)[i:i + c] for k, v in truth.items()}
+        pad = c - len(y)
+        if pad:  # repeat the first voxel: one compiled shape for every chunk
+            y = np.concatenate([y, np.repeat(y[:1], pad, axis=0)])
+            t = {k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in t.items()}
+        out = run(state, jnp.asarray(y), {k: jnp.asarray(v) for k, v in t.items()}, jax.random.fold_in(key, i))
+        parts.append([np.asarray(a)[:c - pad] for a in out])
+    s, t, lw = (np.concatenate(a) for a in zip(*parts))
+    return (s, t) + ((lw,) if weights or adaptive else ())
 
 
 def _voxel_frames(net, signals, acquisition):
@@ -139,14 +153,19 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
 
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
                         seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0,
-                        corrected_draws: int = 200) -> dict:
+                        corrected_draws: int = 200, calibration_sims: int | None = None) -> dict:
     """The measured diagnostics of a `PretrainedPosterior` on `acquisition` (module docstring).
 
+    n_sims: test voxels per SNR for recovery against NLLS, the width ratio and k̂.
+    calibration_sims: test voxels per SNR for SBC, coverage and TARP (default n_sims; the first n_sims of
+        them are the recovery set). The coverage and TARP gates need ≈ 5000–10000 to pass a correct
+        posterior reliably (`diagnostics.coverage`).
     c2st_voxels: voxels compared with NUTS by C2ST at the SNR `c2st_snr` (one of `snrs`; 0: skip; the model
         card uses 20: NUTS is the slow part).
     corrected_draws: draws of the importance-corrected posterior per voxel (as `sbi-dmri infer --samples`),
-        evaluated beside the network's own under "corrected" (its SBC/coverage/TARP use `n_draws` equal-weight
-        draws resampled from them; 0: skip).
+        evaluated beside the network's own under "corrected": its SBC, coverage and TARP take the weighted
+        draws themselves (`diagnostics.sbc.weighted_randomised_pit`), its recovery the weighted mean of
+        `infer_voxels`; 0: skip.
     """
     from ..diagnostics.report import evaluate_gates
     from ..fitting import fit_nlls
@@ -156,14 +175,19 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
 
     model, prior = net.space.model, net.space.prior
     sim = jax.jit(jax.vmap(model.signal, in_axes=(None, 0)))
+    n_cal = max(int(calibration_sims or n_sims), n_sims)
     out = {"protocol_measurements": int(acquisition.n_measurements), "n_sims": n_sims, "n_draws": n_draws,
-           "seed": seed, "test_set": "uniform (the training prior)", "by_snr": {}}
+           "calibration_sims": n_cal, "seed": seed, "test_set": "uniform (the training prior)", "by_snr": {}}
     for i, snr in enumerate(snrs):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
         k_p, k_n, k_d = jax.random.split(key, 3)
-        truth = {k: np.asarray(v) for k, v in prior.sample(k_p, n_sims).items()}
-        y = np.asarray(add_noise(k_n, sim(acquisition, {k: jnp.asarray(v) for k, v in truth.items()}), snr,
-                                 kind="rician", s0=1.0), np.float32)
+        truth_cal = {k: np.asarray(v) for k, v in prior.sample(k_p, n_cal).items()}
+        y_cal = np.concatenate([
+            np.asarray(add_noise(jax.random.fold_in(k_n, j), sim(acquisition, {k: jnp.asarray(v[j:j + 5000])
+                                                                                for k, v in truth_cal.items()}),
+                                 snr, kind="rician", s0=1.0), np.float32) for j in range(0, n_cal, 5000)])
+        truth = {k: v[:n_sims] for k, v in truth_cal.items()}
+        y = y_cal[:n_sims]
         t0 = time.perf_counter()
         # an SNR-conditioned network is given the test set's SNR (known here, as the noise level of a scan is)
         res = infer_voxels(net, y, acquisition, samples=n_draws, seed=seed + i, progress=progress, snr=snr,
@@ -179,7 +203,7 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         t_fit = time.perf_counter() - t0
         ok = fit.fitted & np.all([np.all(np.isfinite(np.reshape(v, (n_sims, -1))), axis=1)
                                   for v in fit.params.values()], axis=0)
-        samples, truths = _theta_draws(net, y, acquisition, truth, n_draws, k_d, snr)
+        samples, truths = _theta_draws(net, y_cal, acquisition, truth_cal, n_draws, k_d, snr)
         c2st_result = None
         if c2st_voxels and snr == c2st_snr:
             t0 = time.perf_counter()
@@ -187,10 +211,11 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
             c2st_result = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()},
                                             snr, seed=seed + i, corrected=bool(corrected_draws))
             c2st_result["seconds"] = time.perf_counter() - t0
-        def gates(draws, label, maps, c2st_key):
-            # one posterior's gates on this test set: calibration on `draws`, recovery of `maps.mean` vs NLLS
+        def gates(draws, label, maps, c2st_key, weights=None):
+            # one posterior's gates on this test set: calibration on (weighted) `draws`, recovery of `maps.mean`
             return evaluate_gates(
                 draws, truths, theta_names(net.space), label=f"uniform, SNR {snr:g}{label}", seed=seed,
+                weights=weights,
                 estimates={k: v[ok] for k, v in maps.mean.items()},
                 recovery_truths={k: v[ok] for k, v in truth.items()},
                 reference_estimates={k: np.asarray(v)[ok] for k, v in fit.params.items()},
@@ -206,15 +231,26 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         report["nlls_fitted_fraction"] = float(np.mean(ok))
         report["seconds"] = {"network_posterior_and_trust": t_net, "nlls": t_fit}
         if corrected_draws:
-            c_samples, _, _, unique = _corrected_theta_draws(net, y, acquisition, truth, corrected_draws, n_draws,
-                                                             jax.random.fold_in(k_d, 1), snr)
-            cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies")
+            from ..diagnostics.importance import pareto_khat
+            from .importance_correction import truncated_weights
+
+            t0 = time.perf_counter()
+            c_samples, _, c_lw = _theta_draws(net, y_cal, acquisition, truth_cal, corrected_draws,
+                                              jax.random.fold_in(k_d, 1), snr, adaptive=True)
+            c_w = np.asarray(truncated_weights(jnp.asarray(c_lw)), np.float64)
+            dead = ~np.isfinite(pareto_khat(np.asarray(c_lw, np.float64)))
+            # every weight zero: as infer_voxels, equal weights on the network's own draws (the first half)
+            c_w[dead] = (np.arange(corrected_draws) < max(corrected_draws // 2, 1)) / max(corrected_draws // 2, 1)
+            t_cal = time.perf_counter() - t0
+            cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies", weights=c_w)
             if c2st_result is not None:
                 cor["c2st"]["distinct_draws_median"] = c2st_result["corrected_distinct_draws_median"]
             cor["width_ratio_median"] = {k: float(np.median(v)) for k, v in res_c.width_ratio.items()}
             cor["draws"] = corrected_draws
-            cor["resampled_distinct_draws_median"] = float(np.median(unique))
+            cor["effective_draws_median"] = float(np.median(1.0 / np.sum(c_w**2, axis=1)))
+            cor["dead_voxels"] = int(np.sum(dead))
             cor["seconds"] = t_cor
+            cor["calibration_seconds"] = t_cal
             report["corrected"] = cor
         report["khat_flag"] = KHAT_FLAG
         out["by_snr"][f"{snr:g}"] = report
@@ -242,11 +278,12 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
     p = meta["protocol"]
     lines += [f"- protocol family: {json.dumps(p)}", f"- noise: {json.dumps(meta.get('noise'))}", "",
               "## Measured diagnostics", "",
-              f"Test sets: {first['test_set']}, {first['n_sims']} simulations per SNR and protocol, "
-              f"{first['n_draws']} posterior draws each, seed {first['seed']}, on "
+              f"Test sets: {first['test_set']}, {first.get('calibration_sims', first['n_sims'])} simulations per SNR and "
+              f"protocol for SBC, coverage and TARP (the first {first['n_sims']} of them for recovery against NLLS, "
+              f"the width ratio and k̂), {first['n_draws']} draws of the network's posterior each, seed {first['seed']}, on "
               + ", ".join(f"{name} ({ev['protocol_measurements']} measurements)" for name, ev in per_protocol.items())
               + ", each a member of the training family.",
-              "Gates from EVALUATION.md via `sbi_dmri.diagnostics.evaluate_gates`. With 1000 simulations the coverage "
+              "Gates from EVALUATION.md via `sbi_dmri.diagnostics.evaluate_gates`. Below ≈ 5000 simulations the coverage "
               "and TARP gates fail a correct posterior often (see the diagnostics' docstrings); read the numbers.", "",
               "| protocol | SNR | SBC (KS, Bonferroni) | coverage gate | TARP ATC | recovery vs NLLS gate | k̂ median | flagged (k̂ > 0.7) |",
               "|---|---|---|---|---|---|---|---|"]
@@ -311,15 +348,17 @@ def _corrected_section(per_protocol: dict, levels) -> list[str]:
     lines = ["", "## Importance-corrected posterior (what `sbi-dmri infer` reports by default)", "",
              "The network's draws, half of them replaced by draws of a Gaussian adapted to their importance weights, "
              "all weighted by the analytic Rician likelihood with S0 marginalised "
-             "(`sbi_dmri.inference.importance_correction`). SBC, coverage and TARP use draws resampled from the "
-             "weighted set; the mean is the weighted mean.", "",
-             "| protocol | SNR | draws | SBC | coverage gate | TARP ATC | k̂ median | flagged (k̂ > 0.7) | C2ST vs NUTS median (gate) |",
+             "(`sbi_dmri.inference.importance_correction`). SBC, coverage and TARP take the weighted draws themselves "
+             "(the weighted CDF at the truth, jittered by the effective sample size: "
+             "`sbi_dmri.diagnostics.sbc.weighted_randomised_pit`); the mean is the weighted mean.", "",
+             "| protocol | SNR | draws (effective, median) | SBC | coverage gate | TARP ATC | k̂ median | flagged (k̂ > 0.7) | C2ST vs NUTS median (gate) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for p, snr, _, c in rows:
         k = c.get("pareto_khat", {})
         c2 = c.get("c2st")
         c2s = "—" if not c2 else f"{np.median(np.asarray(c2['accuracies'])):.3f} ({'pass' if c2['pass'] else 'FAIL'})"
-        lines.append(f"| {p} | {snr} | {c['draws']} | {'pass' if c['sbc']['pass'] else 'FAIL'} | "
+        eff = c.get("effective_draws_median")
+        lines.append(f"| {p} | {snr} | {c['draws']}{'' if eff is None else f' ({eff:.0f})'} | {'pass' if c['sbc']['pass'] else 'FAIL'} | "
                      f"{'pass' if c['coverage']['pass'] else 'FAIL'} | {c['tarp']['atc']:+.3f} "
                      f"({'pass' if c['tarp']['pass'] else 'FAIL'}) | {_fmt(k.get('median'))} | "
                      f"{100 * k.get('fraction_flagged', float('nan')):.1f} % | {c2s} |")
@@ -369,6 +408,8 @@ def main(argv=None) -> None:
                     help="shipped protocols of the family to test on (each is a separate test set)")
     ap.add_argument("--n-sims", type=int, default=1000)
     ap.add_argument("--n-draws", type=int, default=100)
+    ap.add_argument("--calibration-sims", type=int, default=5000,
+                    help="simulations per SNR for SBC, coverage and TARP (the first --n-sims also for recovery)")
     ap.add_argument("--c2st-voxels", type=int, default=20,
                     help="voxels compared with NUTS at SNR 20 on the first protocol (0: skip; NUTS is the slow part)")
     ap.add_argument("--corrected-draws", type=int, default=200,
@@ -383,7 +424,8 @@ def main(argv=None) -> None:
         print(f"evaluating on {name} ...", flush=True)
         by_protocol[name] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws,
                                                 c2st_voxels=args.c2st_voxels if i == 0 else 0,
-                                                corrected_draws=args.corrected_draws)
+                                                corrected_draws=args.corrected_draws,
+                                                calibration_sims=args.calibration_sims)
     print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, json.loads(args.training))))
 
 
