@@ -1,8 +1,9 @@
-"""Whole-volume speed: the shipped ball_stick network (point estimates; posterior with 100 draws, with and
-without the k̂ trust check, and importance-corrected as `sbi-dmri infer` does by default) against
-Optimistix NLLS (`fit_nlls`) on the same synthetic voxels.
+"""Whole-volume speed: the shipped ball_stick network (point estimates: the point head alone and refined by
+two Gauss–Newton steps as `sbi-dmri infer --samples 0` does; posterior with 100 draws, with and without the k̂
+trust check, and importance-corrected as `sbi-dmri infer` does by default) against Optimistix NLLS
+(`fit_nlls`) on the same synthetic voxels.
 
-    python benchmarks/volume_inference.py [--voxels 100000] [--posterior-voxels N] [--nlls-voxels 4096] [--repeats 3]
+    python benchmarks/volume_inference.py [--voxels 100000] [--posterior-voxels N] [--nlls-voxels 4096] [--repeats 3] [--point-only]
 
 Voxels: parameters drawn from the network's prior, hcp_3shell (6 b=0 + 3 shells × 30 directions),
 Rician noise at SNR 30, S0 = 1000. Start-up is excluded everywhere: loading the network, and one
@@ -53,6 +54,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=2048)
     ap.add_argument("--model", default="ball_stick")
+    ap.add_argument("--point-only", action="store_true", help="time the point paths and NLLS only")
     args = ap.parse_args()
 
     from sbi_dmri.fitting import fit_nlls
@@ -80,10 +82,13 @@ def main():
         rows[label] = (t * args.voxels / n, times, rmse(res.mean["f_stick"], f_true[:n]), res, n, t)
 
     n_post = min(args.posterior_voxels or args.voxels, args.voxels)
-    bench("network point estimate", args.voxels, samples=0)
-    bench(f"network posterior, {args.samples} draws", n_post, samples=args.samples, trust=False, correct=False)
-    bench(f"network posterior, {args.samples} draws + k̂ trust", n_post, samples=args.samples, trust=True, correct=False)
-    bench(f"importance-corrected posterior, {args.samples} draws (infer's default)", n_post, samples=args.samples)
+    head, refined = "network point head alone (--refine-steps 0)", "refined point estimate (infer --samples 0)"
+    bench(head, args.voxels, samples=0, refine_steps=0)
+    bench(refined, args.voxels, samples=0)
+    if not args.point_only:
+        bench(f"network posterior, {args.samples} draws", n_post, samples=args.samples, trust=False, correct=False)
+        bench(f"network posterior, {args.samples} draws + k̂ trust", n_post, samples=args.samples, trust=True, correct=False)
+        bench(f"importance-corrected posterior, {args.samples} draws (infer's default)", n_post, samples=args.samples)
 
     n_sub = min(args.nlls_voxels, args.voxels)
     fit_nlls(net.space.model, acq, y[-1024:], progress=False, chunk_size=1024)  # warm-up (compilation)
@@ -105,14 +110,20 @@ def main():
         print(f"| {label} | {t:.2f}{how} | {args.voxels / t:,.0f} | {t_nlls / t:.1f}× | {err:.4f} |")
     print(f"| NLLS (fit_nlls, {n_sub} voxels, ×{args.voxels / n_sub:.1f} extrapolated) | {t_nlls:.1f} "
           f"(measured {t_nlls_sub:.2f} on {n_sub}) | {n_sub / t_nlls_sub:,.0f} | 1× | {nlls_rmse:.4f} |")
-    point = rows["network point estimate"][3]
-    post = rows[f"network posterior, {args.samples} draws"][3]
-    cor = rows[f"importance-corrected posterior, {args.samples} draws (infer's default)"][3]
     print()
-    print(f"On the NLLS subset ({n_sub} voxels): f_stick RMSE network point {rmse(point.mean['f_stick'][:n_sub], f_true[:n_sub]):.4f}, "
-          f"posterior mean {rmse(post.mean['f_stick'][:n_sub], f_true[:n_sub]):.4f}, importance-corrected posterior mean "
-          f"{rmse(cor.mean['f_stick'][:n_sub], f_true[:n_sub]):.4f}, NLLS {nlls_rmse:.4f}; "
-          f"NLLS converged {100 * fit.fraction_converged:.1f} %")
+    names = [n for n in net.space.names if n not in net.space.axis_names]
+    print(f"On the NLLS subset ({n_sub} voxels), RMSE against the truth; NLLS converged {100 * fit.fraction_converged:.1f} %:")
+    print()
+    print("| path | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, row in list(rows.items()) + [("NLLS", (None, None, None, fit.params))]:
+        est = row[3].mean if label != "NLLS" else row[3]
+        print(f"| {label} | " + " | ".join(f"{rmse(np.asarray(est[n])[:n_sub], truth[n][:n_sub]):.4f}" for n in names) + " |")
+    if args.point_only:
+        print(f"all times: { {k: [round(x, 2) for x in v[1]] for k, v in rows.items()} }, NLLS {[round(x, 2) for x in times]}")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        return
+    cor = rows[f"importance-corrected posterior, {args.samples} draws (infer's default)"][3]
     trust = rows[f"network posterior, {args.samples} draws + k̂ trust"][3]
     k = trust.khat[np.isfinite(trust.khat)]
     print(f"k̂ of the network's draws: median {np.median(k):.3f}, flagged (> 0.7) {100 * np.mean(k > 0.7):.1f} %")

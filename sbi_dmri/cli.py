@@ -199,6 +199,9 @@ def _add_infer(sub):
     p.add_argument("--force", action="store_true", help="run even if the protocol is outside the network's training family")
     p.add_argument("--no-correct", dest="correct", action="store_false",
                    help="the network's own posterior, without the importance correction by the analytic likelihood")
+    p.add_argument("--refine-steps", type=int, default=None,
+                   help="with --samples 0: Gauss-Newton steps from the point head on the analytic likelihood "
+                        "(default 2; 0: the network's point head alone)")
     p.add_argument("--out", required=True, help="output folder for the maps")
     p.set_defaults(func=_run_infer)
 
@@ -208,7 +211,8 @@ def _run_infer(args):
 
     s = infer_volume(args.model, args.dwi, args.bval, args.bvec, mask=args.mask, delta=args.delta, Delta=args.Delta,
                      TE=args.TE, samples=args.samples, out_dir=args.out, force=args.force,
-                     chunk_size=args.chunk_size, seed=args.seed, snr=args.snr, correct=args.correct)
+                     chunk_size=args.chunk_size, seed=args.seed, snr=args.snr, correct=args.correct,
+                     refine_steps=args.refine_steps)
     for w in s["warnings"]:
         print(f"sbi-dmri: warning: {w}", file=sys.stderr)
     print(f"{s['n_voxels']} voxels, {s['samples']} draws each, in {s['seconds']['inference']:.1f} s; "

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..acquisition import B0_THRESHOLD, Acquisition
 from ..networks.posterior import angles_deg, axial_mean
+from .point_refinement import REFINE_STEPS
 
 #: k̂ above this flags a voxel (EVALUATION.md).
 KHAT_FLAG = 0.7
@@ -137,11 +138,13 @@ def _float32_acquisition(acq: Acquisition) -> Acquisition:
 class _ChunkFunctions:
     """The jitted per-chunk functions for one network and one acquisition (compiled once per shape)."""
 
-    def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str, correct: bool):
+    def __init__(self, net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str, correct: bool,
+                 refine_steps: int = 0):
         from ..networks.features import protocol_features
         from ..pretrained import _build_batch
         from .importance_correction import (likelihood_signal, log_importance_weights, network_importance,
                                             truncated_weights, weighted_summaries)
+        from .point_refinement import refine_theta
 
         graphdef, self.state = nnx.split(net.network)
         space = net.space
@@ -163,10 +166,14 @@ class _ChunkFunctions:
             ctx = network.context_from_embedding(batch, emb) if set_encoder else network.context(batch)
             return network, batch, ctx
 
-        def point(state, raw, emb, snr):
+        def point(state, raw, emb, snr, sigma):
             TRACES["point"] += 1
             network, batch, ctx = encode(state, raw, emb, snr)
-            return space.from_theta(network.point(ctx)["mean"], batch["frame"])
+            theta = network.point(ctx)["mean"]
+            if refine_steps:
+                theta = refine_theta(theta, batch["frame"], batch["signals"], sigma, space, acq, signal_fn,
+                                     steps=refine_steps)
+            return space.from_theta(theta, batch["frame"])
 
         def posterior(state, raw, emb, snr, key, sigma):
             TRACES["posterior"] += 1
@@ -209,19 +216,20 @@ _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, noise_kind: str,
-                     correct: bool) -> _ChunkFunctions:
+                     correct: bool, refine_steps: int = 0) -> _ChunkFunctions:
     """Cached per network and acquisition, so repeated calls (and volumes) reuse the compiled code."""
     key = (np.asarray(acquisition.bvalues).tobytes(), np.asarray(acquisition.directions).tobytes(),
-           np.asarray(acquisition.delta).tobytes(), np.asarray(acquisition.Delta).tobytes(), n_draws, trust, noise_kind, correct)
+           np.asarray(acquisition.delta).tobytes(), np.asarray(acquisition.Delta).tobytes(), n_draws, trust, noise_kind,
+           correct, refine_steps)
     per_net = _CACHE.setdefault(net, {})
     if key not in per_net:
-        per_net[key] = _ChunkFunctions(net, acquisition, n_draws, trust, noise_kind, correct)
+        per_net[key] = _ChunkFunctions(net, acquisition, n_draws, trust, noise_kind, correct, refine_steps)
     return per_net[key]
 
 
 def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, chunk_size: int = 2048,
                  seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False,
-                 snr=None, correct: bool = True) -> VoxelMaps:
+                 snr=None, correct: bool = True, refine_steps: int | None = None) -> VoxelMaps:
     """Amortized posterior summaries for every row of `signals` (V, M) measured with `acquisition`.
 
     The protocol is NOT checked here (`infer_volume` does, with its `force` switch).
@@ -230,7 +238,8 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         net: a `PretrainedPosterior`.
         signals: (V, M) raw or S/S0 signals (normalised by each voxel's mean b = 0 signal here).
         acquisition: the M measurements.
-        samples: posterior draws per voxel; 0 = point head only (fastest; no std/intervals/trust).
+        samples: posterior draws per voxel; 0 = point estimates only (fastest; no std/intervals/trust): the
+            point head, refined by `refine_steps` Gauss–Newton steps on the analytic likelihood.
         chunk_size: voxels per compiled call (bounds memory; the last chunk is padded, no recompile).
         seed: PRNG seed of the draws (chunk i uses fold_in(key, i): results do not depend on timing).
         trust: compute the importance weights and Pareto k̂ (needs ≥ 25 draws and a noise model).
@@ -244,6 +253,10 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
             summaries of the network's own draws. Needs `trust` (k̂ is then that of the corrected weights:
             above KHAT_FLAG the corrected summaries rest on few effective draws). `VoxelMaps.corrected`
             says which voxels were corrected.
+        refine_steps: with samples = 0, damped Gauss–Newton steps from the point head towards the voxel's
+            posterior mode in θ space (`inference.point_refinement`; least squares at σ = 1/SNR, S0 profiled);
+            None: `point_refinement.REFINE_STEPS` where the network has a Rician/Gaussian noise model, else
+            0 (the head alone).
     """
     from ..pretrained import resolve_snr
     from ..diagnostics.importance import pareto_khat
@@ -260,6 +273,15 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
                      f"(got {samples} draws, noise {noise.get('kind')!r})")
         trust = False
     trust = trust and samples > 0
+    known_noise = noise.get("kind") in ("rician", "gaussian")
+    if refine_steps is None:
+        refine_steps = REFINE_STEPS if known_noise else 0
+    refine_steps = int(refine_steps) if samples == 0 else 0
+    if refine_steps < 0:
+        raise ValueError(f"refine_steps must be ≥ 0, got {refine_steps}")
+    if refine_steps and not known_noise:
+        notes.append(f"point refinement skipped: needs a Rician/Gaussian training noise model (got {noise.get('kind')!r})")
+        refine_steps = 0
     V = s.shape[0]
     invalid = ~usable_voxels(s, acquisition)
     if np.all(invalid):
@@ -271,17 +293,18 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         notes.append(how_snr)
     else:
         snr_v = np.full(V, np.nan)
-    if trust and net.needs_snr:
+    use = "trust likelihood" if trust else "point refinement"
+    if (trust or refine_steps) and net.needs_snr:
         sigma = 1.0 / snr_v
-        notes.append(f"trust likelihood: {noise['kind']} noise, σ = 1/SNR (the SNR the network was given)")
-    elif trust:
+        notes.append(f"{use}: {noise['kind']} noise, σ = 1/SNR (the SNR the network was given)")
+    elif trust or refine_steps:
         sigma, how = noise_sigma(s, acquisition, noise)
-        notes.append(f"trust likelihood: {noise['kind']} noise, σ {how}")
+        notes.append(f"{use}: {noise['kind']} noise, σ {how}")
     else:
         sigma = np.full(V, np.nan)
 
     correct = bool(correct and trust)
-    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"), correct)
+    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"), correct, refine_steps)
     C = int(min(chunk_size, -(-V // 64) * 64))
     n_chunks = -(-V // C)
     key = jax.random.PRNGKey(seed)
@@ -297,10 +320,10 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
             sg = np.concatenate([sg, np.full(pad, sg[0] if sg.size else 0.05)])
             sn = np.concatenate([sn, np.full(pad, sn[0] if sn.size else 20.0)])
         sn = jnp.asarray(np.nan_to_num(sn, nan=20.0), jnp.float32)
+        sg = jnp.asarray(np.nan_to_num(sg, nan=0.05), jnp.float32)
         if samples == 0:
-            return {"mean": fns.point(fns.state, raw, fns.embedding, sn)}
-        return fns.posterior(fns.state, raw, fns.embedding, sn, jax.random.fold_in(key, i),
-                             jnp.asarray(np.nan_to_num(sg, nan=0.05), jnp.float32))
+            return {"mean": fns.point(fns.state, raw, fns.embedding, sn, sg)}
+        return fns.posterior(fns.state, raw, fns.embedding, sn, jax.random.fold_in(key, i), sg)
 
     if warmup:
         jax.block_until_ready(run_chunk(0))

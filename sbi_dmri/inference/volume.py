@@ -52,7 +52,7 @@ def check_protocol(net, acquisition, *, force: bool = False) -> list[str]:
 
 def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Delta=None, TE=None, samples: int = 100,
                  out_dir, force: bool = False, chunk_size: int = 2048, seed: int = 0, progress: bool = True,
-                 trust: bool = True, snr=None, correct: bool = True) -> dict:
+                 trust: bool = True, snr=None, correct: bool = True, refine_steps: int | None = None) -> dict:
     """Posterior maps of a DWI volume with a trained amortized network (module docstring).
 
     Args:
@@ -63,7 +63,8 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         mask: optional 3D NIfTI mask path (nonzero = inside); default every voxel.
         delta, Delta: pulse duration and separation in ms. TE: echo time in ms (optional, unused
             by current networks).
-        samples: posterior draws per voxel (0: point estimates only, no std/intervals/trust).
+        samples: posterior draws per voxel (0: point estimates only, no std/intervals/trust: the point head
+            refined by `refine_steps` Gauss–Newton steps on the analytic likelihood).
         out_dir: output folder (created).
         force: run even if the protocol is outside the network's training family.
         chunk_size: voxels per compiled call (memory ≈ chunk × samples × N × 4 bytes).
@@ -75,6 +76,8 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         correct: importance-correct the network's posterior with the analytic likelihood
             (`inference.importance_correction`; half the draws from the network, half from a Gaussian
             adapted to their weights); False: the network's own draws only.
+        refine_steps: with samples = 0, Gauss–Newton steps from the point head
+            (`inference.point_refinement`; None: its default, 0: the head alone).
 
     Returns: summary dict (files written, voxel counts, flagged voxels, timings in s, notes, warnings).
     """
@@ -95,7 +98,7 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
     t_load = time.perf_counter() - t0
 
     res = infer_voxels(net, vol.voxels(), vol.acquisition, samples=samples, chunk_size=chunk_size, seed=seed,
-                       trust=trust, progress=progress, snr=snr, correct=correct)
+                       trust=trust, progress=progress, snr=snr, correct=correct, refine_steps=refine_steps)
     maps = {}
     for kind, d in (("mean", res.mean), ("std", res.std), ("q025", res.q025), ("q975", res.q975),
                     ("width_ratio", res.width_ratio)):
