@@ -130,9 +130,11 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
     # S0 unknown (marginalised), as the importance correction does
     b0 = np.asarray(acquisition.bvalues) <= 0.05
     y_norm = y / np.mean(y[:, b0], axis=1, keepdims=True)
+    from .importance_correction import likelihood_signal
+
     ref = sample_posterior(net.space.model, acquisition, y_norm, sigma=1.0 / snr, noise="rician", init=init,
                            n_chains=4, num_warmup=500, num_samples=n_draws // 4, key=jax.random.key(seed),
-                           s0_marginal=True)
+                           s0_marginal=True, signal_fn=likelihood_signal(net.space.model, acquisition))
     frames = _voxel_frames(net, y, acquisition)
     V, n = len(y), ref.params[net.space.model.parameter_names[0]].shape[1]
     frame_rep = jnp.asarray(np.broadcast_to(frames[:, None], (V, n, 3, 3)), jnp.float32)
