@@ -104,10 +104,22 @@ class PretrainedPosterior:
 
         return CorrectedPosterior(self, signals, acquisition, n_draws=n_draws, key=key, snr=snr)
 
-    def estimate(self, signals, acquisition: Acquisition, *, snr=None) -> dict[str, np.ndarray]:
-        """Point estimates from the point head (one forward pass): {name: (B,) or (B, 3)} in the model's units."""
-        point = self.posterior(signals, acquisition, n_samples=1, snr=snr).point()
-        return {k: np.asarray(v) for k, v in point["estimate"].items()}
+    def estimate(self, signals, acquisition: Acquisition, *, snr=None, refine_steps: int | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Point estimates {name: (B,) or (B, 3)} in the model's units, as `sbi-dmri infer --samples 0` writes them.
+
+        The point head (one forward pass), refined by `refine_steps` damped Gauss–Newton steps on the analytic
+        likelihood (`inference.point_refinement`; None: its default of 2 where the network has a noise model,
+        0: the head alone). signals (B, M) raw or S/S0; snr as in `posterior`.
+        """
+        from .inference.engine import infer_voxels
+
+        if not isinstance(acquisition, Acquisition):
+            raise TypeError(f"acquisition must be an sbi_dmri.Acquisition, got {type(acquisition).__name__}")
+        self.protocol.check(acquisition)
+        signals = np.asarray(signals, np.float32)
+        maps = infer_voxels(self, signals[None] if signals.ndim == 1 else signals, acquisition, samples=0, snr=snr, progress=False, refine_steps=refine_steps)
+        return {k: np.asarray(v) for k, v in maps.mean.items()}
 
     def __repr__(self):
         return (f"PretrainedPosterior({self.model_name!r}, parameters={list(self.parameter_names)}, "

@@ -255,8 +255,8 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
             says which voxels were corrected.
         refine_steps: with samples = 0, damped Gauss–Newton steps from the point head towards the voxel's
             posterior mode in θ space (`inference.point_refinement`; least squares at σ = 1/SNR, S0 profiled);
-            None: `point_refinement.REFINE_STEPS` where the network has a Rician/Gaussian noise model, else
-            0 (the head alone).
+            None: `point_refinement.REFINE_STEPS` where the network has a Rician/Gaussian noise model and a
+            closed-form signal, else 0 (the head alone).
     """
     from ..pretrained import resolve_snr
     from ..diagnostics.importance import pareto_khat
@@ -268,19 +268,22 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         raise ValueError(f"samples must be ≥ 0, got {samples}")
     notes = []
     noise = dict(net.meta.get("noise") or {"kind": "none"})
-    if trust and samples > 0 and (samples < 25 or noise.get("kind") not in ("rician", "gaussian")):
-        notes.append(f"trust check and importance correction skipped: need ≥ 25 draws and a Rician/Gaussian training noise model "
-                     f"(got {samples} draws, noise {noise.get('kind')!r})")
+    closed_form = net.space.model.has_closed_form
+    if trust and samples > 0 and (samples < 25 or noise.get("kind") not in ("rician", "gaussian") or not closed_form):
+        notes.append(f"trust check and importance correction skipped: need ≥ 25 draws, a Rician/Gaussian training noise model "
+                     f"and a closed-form signal (got {samples} draws, noise {noise.get('kind')!r}, "
+                     f"{'a' if closed_form else 'no'} closed form)")
         trust = False
     trust = trust and samples > 0
-    known_noise = noise.get("kind") in ("rician", "gaussian")
+    known_noise = noise.get("kind") in ("rician", "gaussian") and closed_form
     if refine_steps is None:
         refine_steps = REFINE_STEPS if known_noise else 0
     refine_steps = int(refine_steps) if samples == 0 else 0
     if refine_steps < 0:
         raise ValueError(f"refine_steps must be ≥ 0, got {refine_steps}")
     if refine_steps and not known_noise:
-        notes.append(f"point refinement skipped: needs a Rician/Gaussian training noise model (got {noise.get('kind')!r})")
+        notes.append("point refinement skipped: needs a Rician/Gaussian training noise model and a closed-form signal "
+                     f"(got noise {noise.get('kind')!r}, {'a' if closed_form else 'no'} closed form)")
         refine_steps = 0
     V = s.shape[0]
     invalid = ~usable_voxels(s, acquisition)

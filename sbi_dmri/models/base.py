@@ -91,6 +91,8 @@ class Model(abc.ABC):
     name: str
     parameters: tuple[Parameter, ...]
     description: str = ""
+    #: `signal` is a closed form (False for a Monte Carlo library's parameters: no likelihood to evaluate)
+    has_closed_form: bool = True
 
     @abc.abstractmethod
     def signal(self, acquisition: Acquisition, params: Params) -> jax.Array:

@@ -49,6 +49,8 @@ READ_THREADS, PREFETCH_BATCHES = 2, 4
 class LibraryModel(Model):
     """A library's substrate parameters as a `Model` (names, units, bounds); it has no closed-form signal."""
 
+    has_closed_form = False
+
     def __init__(self, family: str, parameters: tuple[Parameter, ...], fixed: dict[str, float]):
         self.name = f"mc_library:{family}"
         self.parameters = tuple(parameters)
