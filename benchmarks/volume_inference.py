@@ -55,6 +55,9 @@ def main():
     ap.add_argument("--chunk", type=int, default=2048)
     ap.add_argument("--model", default="ball_stick")
     ap.add_argument("--point-only", action="store_true", help="time the point paths and NLLS only")
+    ap.add_argument("--large-samples", type=int, default=1000,
+                    help="also time the importance-corrected posterior with this many draws (0: skip) ...")
+    ap.add_argument("--large-voxels", type=int, default=8192, help="... on this many voxels (extrapolated)")
     args = ap.parse_args()
 
     from sbi_dmri.fitting import fit_nlls
@@ -75,7 +78,8 @@ def main():
     def bench(label, n, **kw):
         times, res = [], None
         for r in range(args.repeats):
-            res = infer_voxels(net, y[:n], acq, chunk_size=args.chunk, progress=False, warmup=(r == 0), **kw)
+            kw.setdefault("chunk_size", args.chunk)
+            res = infer_voxels(net, y[:n], acq, progress=False, warmup=(r == 0), **kw)
             times.append(res.seconds)
             print(f"  {label} on {n} voxels: run {r + 1}: {res.seconds:.2f} s", flush=True)
         t = float(np.median(times))
@@ -89,6 +93,9 @@ def main():
         bench(f"network posterior, {args.samples} draws", n_post, samples=args.samples, trust=False, correct=False)
         bench(f"network posterior, {args.samples} draws + k̂ trust", n_post, samples=args.samples, trust=True, correct=False)
         bench(f"importance-corrected posterior, {args.samples} draws (infer's default)", n_post, samples=args.samples)
+        if args.large_samples:
+            bench(f"importance-corrected posterior, {args.large_samples} draws", min(args.large_voxels, args.voxels),
+                  samples=args.large_samples, chunk_size=min(args.chunk, 512))
 
     n_sub = min(args.nlls_voxels, args.voxels)
     fit_nlls(net.space.model, acq, y[-1024:], progress=False, chunk_size=1024)  # warm-up (compilation)
