@@ -30,13 +30,13 @@ from flax import nnx
 
 
 def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float, *, weights: bool = False,
-                 adaptive: bool = False, chunk: int = 1000):
+                 adaptive: bool = False, chunk: int | None = None):
     """(samples (n, n_draws, D), truths (n, D)[, log weights (n, n_draws)]) in the network's θ space.
 
     weights: also the importance log-weights of the draws under the network's training noise model at
     σ = 1/snr (`inference.importance_correction`); adaptive: the draws and weights of the two-stage
     `adaptive_importance` instead of the network's draws alone. Runs `chunk` voxels per compiled call
-    (the last one padded), so memory stays bounded for large test sets.
+    (the last one padded; default: 2·10⁵ draws per call), so memory stays bounded for large test sets.
     """
     from ..networks.features import protocol_features
     from ..pretrained import _build_batch
@@ -67,7 +67,7 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
 
     y_all = np.asarray(signals, np.float32)
     n = len(y_all)
-    c = min(chunk, n)
+    c = min(chunk or max(16, DRAWS_PER_CALL // n_draws), n)
     parts = []
     for i in range(0, n, c):
         y = y_all[i:i + c]
@@ -80,6 +80,11 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
         parts.append([np.asarray(a)[:c - pad] for a in out])
     s, t, lw = (np.concatenate(a) for a in zip(*parts))
     return (s, t) + ((lw,) if weights or adaptive else ())
+
+
+#: Voxels × draws per compiled call of the card's posterior evaluations (memory: × measurements × 4 bytes
+#: per intermediate array; NODDI's Watson signal keeps several).
+DRAWS_PER_CALL = 200_000
 
 
 def _voxel_frames(net, signals, acquisition):
@@ -203,7 +208,7 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         if corrected_draws:
             t0 = time.perf_counter()
             res_c = infer_voxels(net, y, acquisition, samples=corrected_draws, seed=seed + i, progress=progress,
-                                 snr=snr, correct=True)
+                                 snr=snr, correct=True, chunk_size=max(64, DRAWS_PER_CALL // corrected_draws))
             t_cor = time.perf_counter() - t0
         t0 = time.perf_counter()
         fit = fit_nlls(model, acquisition, y, progress=progress)
