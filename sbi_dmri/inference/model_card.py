@@ -295,8 +295,8 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
               "posterior's own prior, so on the in-vivo-like rows they are not gates: a posterior calibrated under "
               "the uniform prior is expected to fail them there (the bias/precision trade-off of Gyori et al., "
               "MRM 87:932, 2022); read those rows' coverage and recovery. "
-              f"{first.get('calibration_sims', first['n_sims'])} simulations per SNR and "
-              f"protocol for SBC, coverage and TARP (the first {first['n_sims']} of them for recovery against NLLS, "
+              + _calibration_sizes(per_protocol) + " for SBC, coverage and TARP "
+              f"(the first {first['n_sims']} of them for recovery against NLLS, "
               f"the width ratio and k̂), {first['n_draws']} draws of the network's posterior each, seed {first['seed']}, on "
               + ", ".join(f"{name} ({ev['protocol_measurements']} measurements)" for name, ev in per_protocol.items())
               + ", each a member of the training family.",
@@ -354,6 +354,14 @@ def format_model_card(meta: dict, evaluation: dict, training: dict) -> str:
                   f"TARP ATC {d.get('tarp_atc', float('nan')):+.3f} ({'pass' if d.get('tarp_pass') else 'FAIL'})."]
     lines += ["", "Full numbers: `model_card.json`.", ""]
     return "\n".join(lines)
+
+
+def _calibration_sizes(per_protocol: dict) -> str:
+    """"N simulations per SNR and protocol", or per protocol where the test sets differ in size."""
+    sizes = {name: ev.get("calibration_sims", ev["n_sims"]) for name, ev in per_protocol.items()}
+    if len(set(sizes.values())) == 1:
+        return f"{next(iter(sizes.values()))} simulations per SNR and protocol"
+    return "simulations per SNR: " + ", ".join(f"{n} ({name})" for name, n in sizes.items())
 
 
 def _corrected_section(per_protocol: dict, levels) -> list[str]:
