@@ -27,6 +27,9 @@ for the network's draws and for as many draws of a Gaussian adapted to them, tur
 those of the exact posterior under the analytic likelihood (S0 marginalised); k̂ is then that of the
 corrected weights.
 
+Point estimates (`samples=0`): the network's point head, refined by a few damped Gauss–Newton steps on the
+same likelihood (`inference.point_refinement`; `refine_steps=0` for the head alone).
+
 Voxels with non-finite signals or a non-positive mean b = 0 signal are not passed through the network
 (a placeholder keeps the chunk shape): their results are NaN and their `invalid` flag is set.
 """
