@@ -58,15 +58,19 @@ class PretrainedPosterior:
         """True when the posterior is conditioned on the voxel's SNR (`snr` argument, or estimated)."""
         return bool(getattr(self.network, "snr_input", False))
 
+    def _check_acquisition(self, acquisition) -> None:
+        """An `Acquisition` inside the network's training family, or a clear error."""
+        if not isinstance(acquisition, Acquisition):
+            raise TypeError(f"acquisition must be an sbi_dmri.Acquisition, got {type(acquisition).__name__}")
+        self.protocol.check(acquisition)
+
     def batch(self, signals, acquisition: Acquisition, snr=None) -> dict:
         """The network batch for `signals` (B, M) measured with `acquisition` (checked against training).
 
         snr: S0/σ, a number or (B,), for networks conditioned on it (`needs_snr`); None estimates it from
             the b = 0 repeats (`resolve_snr`).
         """
-        if not isinstance(acquisition, Acquisition):
-            raise TypeError(f"acquisition must be an sbi_dmri.Acquisition, got {type(acquisition).__name__}")
-        self.protocol.check(acquisition)
+        self._check_acquisition(acquisition)
         s = np.asarray(signals, np.float32)
         if s.ndim == 1:
             s = s[None, :]
@@ -114,11 +118,10 @@ class PretrainedPosterior:
         """
         from .inference.engine import infer_voxels
 
-        if not isinstance(acquisition, Acquisition):
-            raise TypeError(f"acquisition must be an sbi_dmri.Acquisition, got {type(acquisition).__name__}")
-        self.protocol.check(acquisition)
+        self._check_acquisition(acquisition)
         signals = np.asarray(signals, np.float32)
-        maps = infer_voxels(self, signals[None] if signals.ndim == 1 else signals, acquisition, samples=0, snr=snr, progress=False, refine_steps=refine_steps)
+        maps = infer_voxels(self, signals[None] if signals.ndim == 1 else signals, acquisition, samples=0, snr=snr,
+                            progress=False, refine_steps=refine_steps)
         return {k: np.asarray(v) for k, v in maps.mean.items()}
 
     def __repr__(self):

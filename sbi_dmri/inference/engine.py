@@ -145,8 +145,8 @@ class _ChunkFunctions:
                  refine_steps: int = 0):
         from ..networks.features import protocol_features
         from ..pretrained import _build_batch
-        from .importance_correction import (likelihood_signal, log_importance_weights, network_importance,
-                                            truncated_weights, weighted_summaries)
+        from .importance_correction import (corrected_weights, likelihood_signal, log_importance_weights,
+                                            network_importance, weighted_summaries)
         from .point_refinement import refine_theta
 
         graphdef, self.state = nnx.split(net.network)
@@ -183,13 +183,10 @@ class _ChunkFunctions:
             network, batch, ctx = encode(state, raw, emb, snr)
             frame = batch["frame"][:, None]
             if correct:
-                # one weighted pass: the importance weights, or, in a voxel where every weight is zero
-                # (k̂ = +inf), equal weights on the network's own draws (the first half)
+                # one weighted pass: the importance weights, or the network's own draws where all are zero
                 theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise_kind, key, n_draws,
                                                signal_fn)
-                own = (jnp.arange(n_draws) < max(n_draws // 2, 1)).astype(lw.dtype)
-                dead = jnp.all(lw == -jnp.inf, axis=1, keepdims=True)
-                w = jnp.where(dead, (own / jnp.sum(own))[None, :], truncated_weights(lw))
+                w = corrected_weights(lw)
                 c = weighted_summaries(space.from_theta(theta, frame), w, axis_names, q)
                 return {"mean": c["mean"], "std": c["std"], "q025": {k: v[0] for k, v in c["quantiles"].items()},
                         "q975": {k: v[1] for k, v in c["quantiles"].items()}, "log_weights": lw}

@@ -41,6 +41,18 @@ def truncated_weights(log_weights: jax.Array) -> jax.Array:
     return w / jnp.sum(w, axis=-1, keepdims=True)
 
 
+def corrected_weights(log_weights: jax.Array) -> jax.Array:
+    """(C, S) log weights of `adaptive_importance` → (C, S) normalised weights of the corrected posterior.
+
+    `truncated_weights`, except in a voxel where every weight is zero (k̂ = +inf): there equal weights on
+    the network's own draws (the first half, `adaptive_importance`'s stage 1), i.e. the network's posterior.
+    """
+    S = log_weights.shape[-1]
+    own = (jnp.arange(S) < max(S // 2, 1)).astype(log_weights.dtype)
+    dead = jnp.all(log_weights == -jnp.inf, axis=-1, keepdims=True)
+    return jnp.where(dead, (own / jnp.sum(own))[None, :], truncated_weights(log_weights))
+
+
 def weighted_quantile(values: jax.Array, weights: jax.Array, q: jax.Array) -> jax.Array:
     """(C, S) values, (C, S) normalised weights, (Q,) levels → (Q, C) quantiles of the weighted CDF.
 

@@ -243,16 +243,13 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         report["nlls_fitted_fraction"] = float(np.mean(ok))
         report["seconds"] = {"network_posterior_and_trust": t_net, "nlls": t_fit}
         if corrected_draws:
-            from ..diagnostics.importance import pareto_khat
-            from .importance_correction import truncated_weights
+            from .importance_correction import corrected_weights
 
             t0 = time.perf_counter()
             c_samples, _, c_lw = _theta_draws(net, y_cal, acquisition, truth_cal, corrected_draws,
                                               jax.random.fold_in(k_d, 1), snr, adaptive=True)
-            c_w = np.asarray(truncated_weights(jnp.asarray(c_lw)), np.float64)
-            dead = ~np.isfinite(pareto_khat(np.asarray(c_lw, np.float64)))
-            # every weight zero: as infer_voxels, equal weights on the network's own draws (the first half)
-            c_w[dead] = (np.arange(corrected_draws) < max(corrected_draws // 2, 1)) / max(corrected_draws // 2, 1)
+            c_w = np.asarray(corrected_weights(jnp.asarray(c_lw)), np.float64)  # as infer_voxels weighs them
+            dead = np.all(c_lw == -np.inf, axis=1)
             t_cal = time.perf_counter() - t0
             cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies", weights=c_w)
             if c2st_result is not None:

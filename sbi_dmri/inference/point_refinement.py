@@ -53,18 +53,18 @@ def refine_theta(theta, frame, signals, sigma, space, acquisition, signal_fn=Non
         r = y - s0 * mu
         return r, r
 
-    def objective(r, t, f, s2):
-        return 0.5 * jnp.sum(r**2) / s2 - space.prior_log_prob_theta(t, f)
-
     def step(t, lam, f, y, s2):
         J, r = jax.jacfwd(residual, has_aux=True)(t, f, y)  # (M, D), (M,)
-        g = J.T @ r / s2 - jax.grad(space.prior_log_prob_theta)(t, f)
+        log_prior, grad_prior = jax.value_and_grad(space.prior_log_prob_theta)(t, f)
+        g = J.T @ r / s2 - grad_prior
         H = J.T @ J / s2 - jax.hessian(space.prior_log_prob_theta)(t, f)
         D = t.shape[0]
         A = H + lam * jnp.diag(jnp.abs(jnp.diag(H))) + 1e-6 * jnp.eye(D, dtype=t.dtype)
         new = t - jnp.linalg.solve(A, g)
         r_new, _ = residual(new, f, y)
-        better = (objective(r_new, new, f, s2) < objective(r, t, f, s2)) & jnp.all(jnp.isfinite(new))  # NaN: False
+        before = 0.5 * jnp.sum(r**2) / s2 - log_prior
+        after = 0.5 * jnp.sum(r_new**2) / s2 - space.prior_log_prob_theta(new, f)
+        better = (after < before) & jnp.all(jnp.isfinite(new))  # NaN: False
         # Levenberg–Marquardt: a rejected step is retried nearer to gradient descent, an accepted one nearer to Newton
         return jnp.where(better, new, t), jnp.where(better, jnp.maximum(lam / 3.0, 1e-4), lam * 10.0)
 
