@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jax.scipy.special import i0e
 
@@ -70,22 +71,44 @@ def log_likelihood(y, mu, sigma, kind: NoiseKind = "gaussian"):
     raise ValueError(f"unknown noise kind {kind!r}; expected one of {NOISE_KINDS}")
 
 
-def log_likelihood_s0_marginal(y, mu, sigma, kind: NoiseKind = "gaussian"):
-    """log ∫ p(y | s μ, σ) ds over the last axis: the signal scale S0 (≈ 1 for signals divided by their own
-    noisy b = 0 mean) marginalised under a flat prior, by Laplace's method around its least-squares value
-    s* = Σ y μ / Σ μ² (exact for Gaussian noise):
+#: Gauss–Hermite nodes of `log_likelihood_s0_marginal`'s integral over the b = 0 scale.
+S0_NODES = 5
 
-        log p(y | s* μ, σ) + ½ log(2π σ² / Σ μ²).
 
-    A likelihood at S0 = 1 instead ignores the error that the b = 0 normalisation shares over all
-    measurements, and gives over-confident posteriors (mostly in the signal fractions). y, mu (..., M); sigma
-    broadcastable to (..., 1).
+def log_likelihood_s0_marginal(y, mu, sigma, kind: NoiseKind = "gaussian", *, nodes: int = S0_NODES):
+    """log p(y | μ, σ) of signals y divided by their own noisy b = 0 mean, over the last axis (S0 unknown).
+
+    The raw signals are z = S0 (μ + noise), the noise of sd σ·S0 (SNR = 1/σ relative to the voxel's true
+    S0, as the simulators define it), and y = z / m(z) with m the mean of the b = 0 entries. S0 drops out,
+    and the density of y on the plane m(y) = 1 is exactly (u = m(z)/S0, the unknown b = 0 scale)
+
+        p(y | μ, σ) = ∫₀^∞ u^(M−1) Π_i p(u y_i | μ_i, σ) du,
+
+    the u^(M−1) being the Jacobian of z = u y. The integral is taken by `nodes`-point Gauss–Hermite
+    quadrature around the mode u* and curvature of its Gaussian-noise approximation,
+    Σy² u*² − Σyμ u* − (M−1)σ² = 0 and 1/τ² = (M−1)/u*² + Σy²/σ² (u* ≈ 1, τ ≈ σ/√M).
+
+    A likelihood at S0 = 1 ignores the error that the b = 0 normalisation shares over all measurements
+    and gives over-confident posteriors (mostly in the signal fractions). Marginalising S0 with a flat
+    prior and σ fixed instead (Laplace at the least-squares scale, this function's earlier form) misses
+    that the noise of y scales with 1/m(z): on the shipped NODDI network at SNR 10 (hardi_2shell, 5000
+    simulations, importance-corrected posterior) it left ndi's 80 % interval covering 0.783, against
+    0.798 with this density. y, mu (..., M) with M ≥ 2; sigma broadcastable to (..., 1).
     """
-    sigma = jnp.asarray(sigma)
-    mu2 = jnp.maximum(jnp.sum(mu**2, axis=-1), 1e-12)
-    s_star = jnp.sum(y * mu, axis=-1) / mu2
-    sig = jnp.broadcast_to(sigma, jnp.broadcast_shapes(sigma.shape, mu2[..., None].shape))[..., 0]
-    return log_likelihood(y, s_star[..., None] * mu, sigma, kind) + 0.5 * jnp.log(2 * jnp.pi * sig**2 / mu2)
+    y, mu = jnp.broadcast_arrays(y, mu)
+    M = y.shape[-1]
+    sig = jnp.broadcast_to(jnp.asarray(sigma), y.shape[:-1] + (1,))[..., 0]
+    syy = jnp.maximum(jnp.sum(y**2, axis=-1), 1e-12)
+    syu = jnp.sum(y * mu, axis=-1)
+    u_star = (syu + jnp.sqrt(syu**2 + 4.0 * syy * (M - 1) * sig**2)) / (2.0 * syy)
+    tau = 1.0 / jnp.sqrt((M - 1) / u_star**2 + syy / sig**2)
+    x, w = np.polynomial.hermite.hermgauss(nodes)
+    terms = []
+    for xk, wk in zip(x, w):
+        u = jnp.maximum(u_star + np.sqrt(2.0) * xk * tau, 1e-6)
+        terms.append(float(np.log(wk) + xk**2) + (M - 1) * jnp.log(u)
+                     + log_likelihood(u[..., None] * y, mu, sig[..., None], kind))
+    return jax.scipy.special.logsumexp(jnp.stack(terms), axis=0) + jnp.log(np.sqrt(2.0) * tau)
 
 
 def estimate_snr(signals, b0_mask, *, valid=None):

@@ -98,8 +98,9 @@ def test_systematic_resampling_counts_follow_the_weights():
     assert counts[4] == 0
 
 
-def test_log_target_marginalises_s0_exactly_for_gaussian_noise():
-    """With Gaussian noise the Laplace marginal over a flat S0 prior is exact: compare with quadrature."""
+def test_log_target_marginalises_the_b0_scale_by_quadrature():
+    """log_target's likelihood is the density of b0-normalised signals, ∫ u^(M−1) Π p(u y | μ, σ) du
+    (`noise.log_likelihood_s0_marginal`): compare with a fine grid, Gaussian noise, two draws."""
     from sbi_dmri import models
     from sbi_dmri.networks.parameter_space import ParameterSpace, identity_frames
     from sbi_dmri.protocols import load_protocol
@@ -118,12 +119,13 @@ def test_log_target_marginalises_s0_exactly_for_gaussian_noise():
         batch = {"signals": y[None], "frame": frame}
         lt = log_target(batch, theta, space, acq, jnp.array([sigma]), "gaussian")
         prior = space.prior_log_prob_theta(theta, frame[:, None])
-        s = jnp.linspace(0.5, 1.6, 20001)
+        u = jnp.linspace(0.01, 3.0, 200001)  # the poor draw scales y by u* ≈ 0.52
+        M = y.shape[0]
         for j in range(2):
-            ll = jnp.sum(-0.5 * ((y[None] - s[:, None] * mu[j][None]) / sigma) ** 2, axis=1) \
-                - y.shape[0] * (jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
-            exact = jax.scipy.special.logsumexp(ll) + jnp.log(s[1] - s[0])
-            np.testing.assert_allclose(lt[0, j] - prior[0, j], exact, rtol=1e-6, atol=1e-6)
+            ll = (M - 1) * jnp.log(u) + jnp.sum(-0.5 * ((u[:, None] * y[None] - mu[j][None]) / sigma) ** 2, axis=1) \
+                - M * (jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi))
+            exact = jax.scipy.special.logsumexp(ll) + jnp.log(u[1] - u[0])
+            np.testing.assert_allclose(lt[0, j] - prior[0, j], exact, rtol=1e-6, atol=1e-5)
     finally:
         jax.config.update("jax_enable_x64", False)
 
