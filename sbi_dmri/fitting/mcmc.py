@@ -113,8 +113,9 @@ def sample_posterior(
         n_chains: chains per voxel, each started at the init plus N(0, jitter²) in the chart.
         num_warmup, num_samples: per chain.
         key: a typed key (`jax.random.key`) or a legacy `jax.random.PRNGKey`; None uses key(0).
-        s0_marginal: S0 unknown (flat prior, marginalised: `noise.log_likelihood_s0_marginal`) instead of 1,
-            the posterior given signals divided by their own noisy b = 0 mean.
+        s0_marginal: the likelihood of signals divided by their own noisy b = 0 mean, their unknown scale
+            integrated out (`noise.log_likelihood_s0_marginal`; σ relative to the voxel's S0), instead of
+            signals at S0 = 1.
         signal_fn: (acquisition, params) → (n_meas,) the signal the likelihood uses (default `model.signal`;
             e.g. `fitting.fast_signal.fitting_signal(model, acquisition)[0]`, equal and several times cheaper
             for Watson-dispersed models). Compiled per function object.

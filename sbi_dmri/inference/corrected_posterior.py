@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .importance_correction import (likelihood_signal, network_importance, systematic_resample, truncated_weights,
+from .importance_correction import (corrected_weights, likelihood_signal, network_importance, systematic_resample,
                                     weighted_summaries)
 
 
@@ -35,7 +35,7 @@ class CorrectedPosterior:
 
     Attributes:
         draws: name → (B, n_draws) or (B, n_draws, 3) constrained draws; weights: (B, n_draws), rows sum to 1
-        (truncated importance weights); log_weights: (B, n_draws); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ
+        (truncated importance weights; in a voxel where all are zero, equal weights on the network's own draws); log_weights: (B, n_draws); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ
         of S/S0 used in the likelihood.
     """
 
@@ -67,7 +67,7 @@ class CorrectedPosterior:
             return space.from_theta(theta, batch["frame"][:, None]), lw
 
         self.draws, self.log_weights = run(state, batch, sigma, key)
-        self.weights = truncated_weights(self.log_weights)
+        self.weights = corrected_weights(self.log_weights)  # as `sbi-dmri infer` weighs them
         self.khat = pareto_khat(np.asarray(self.log_weights, np.float64))
         self.sigma = np.asarray(sigma)
         self.axis_names = space.axis_names

@@ -119,10 +119,12 @@ def log_target(context_batch: dict, theta: jax.Array, space, acquisition, sigma:
                params: dict | None = None, signal_fn=None) -> jax.Array:
     """(C, S) log p(y | θ) + log p_θ(θ), the unnormalised posterior in θ space, for draws θ (C, S, D).
 
-    p(y | θ) marginalises the unknown S0 scale of the normalised signals (comment in the body).
+    p(y | θ) is the exact density of signals divided by their own noisy b = 0 mean, the unknown S0 scale
+    integrated out (`noise.log_likelihood_s0_marginal`).
 
-    context_batch: the network batch of the C voxels (its "signals" are S/S0, (C, M), and "frame" the
-    DTI frames); sigma: (C,) noise σ of S/S0; noise_kind: "rician" or "gaussian"; signal_fn: the model's
+    context_batch: the network batch of the C voxels (its "signals" are S divided by their b = 0 mean,
+    (C, M), and "frame" the DTI frames); sigma: (C,) noise σ relative to the voxel's S0 (1/SNR, as the
+    simulators and the network's training define the SNR); noise_kind: "rician" or "gaussian"; signal_fn: the model's
     signal function (default `space.model.signal`; `likelihood_signal` gives the faster equal one).
     """
     from ..noise import log_likelihood_s0_marginal
@@ -131,7 +133,7 @@ def log_target(context_batch: dict, theta: jax.Array, space, acquisition, sigma:
     params = space.from_theta(theta, frame) if params is None else params
     signal = jax.vmap(jax.vmap(signal_fn or space.model.signal, in_axes=(None, 0)), in_axes=(None, 0))
     mu = signal(acquisition, params)  # (C, S, M) S/S0 at each draw
-    # the signals were divided by their own noisy b = 0 mean: S0 is unknown near 1, and marginalised
+    # the signals were divided by their own noisy b = 0 mean: their scale is unknown near 1, and integrated out
     loglik = log_likelihood_s0_marginal(context_batch["signals"][:, None, :], mu, sigma[:, None, None], noise_kind)
     return loglik + space.prior_log_prob_theta(theta, frame)
 

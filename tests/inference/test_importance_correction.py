@@ -180,6 +180,13 @@ def test_corrected_posterior_api_agrees_with_the_volume_engine():
     np.testing.assert_allclose(np.mean(draws["f_stick"], axis=1), mean["f_stick"], atol=float(np.max(sd["f_stick"]) / 5))
     assert post.khat.shape == (16,) and np.median(post.khat) < 0.7
 
+    # a voxel no draw can explain (a zero magnitude has Rician likelihood 0): the network's own draws, equally weighted
+    y_dead = y.copy()
+    y_dead[0, np.flatnonzero(np.asarray(acq.bvalues) > 0.5)[0]] = 0.0
+    w = np.asarray(net.corrected_posterior(y_dead, acq, n_draws=200, snr=30.0).weights)
+    np.testing.assert_allclose(w[0, :100], 1 / 100, rtol=1e-5)
+    assert np.all(w[0, 100:] == 0)
+
 
 def test_correction_runs_for_a_watson_model_and_uses_the_fast_signal():
     """NODDI's likelihood uses the merged Watson convolution (built outside jit from the concrete protocol);
