@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Literal
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import i0e
 
 NoiseKind = Literal["gaussian", "rician"]
@@ -93,12 +93,13 @@ def log_likelihood_s0_marginal(y, mu, sigma, kind: NoiseKind = "gaussian", *, no
     prior and σ fixed instead (Laplace at the least-squares scale, this function's earlier form) misses
     that the noise of y scales with 1/m(z): on the shipped NODDI network at SNR 10 (hardi_2shell, 5000
     simulations, importance-corrected posterior) it left ndi's 80 % interval covering 0.783, against
-    0.798 with this density. y, mu (..., M) with M ≥ 2; sigma broadcastable to (..., 1).
+    0.796 with this density (`benchmarks/s0_likelihood.py`). y, mu (..., M) with M ≥ 2; sigma broadcastable to (..., 1).
     """
-    y, mu = jnp.broadcast_arrays(y, mu)
-    M = y.shape[-1]
-    sig = jnp.broadcast_to(jnp.asarray(sigma), y.shape[:-1] + (1,))[..., 0]
-    syy = jnp.maximum(jnp.sum(y**2, axis=-1), 1e-12)
+    y, mu = jnp.asarray(y), jnp.asarray(mu)
+    shape = jnp.broadcast_shapes(y.shape, mu.shape)
+    M = shape[-1]
+    sig = jnp.broadcast_to(jnp.asarray(sigma), shape[:-1] + (1,))[..., 0]
+    syy = jnp.maximum(jnp.sum(y**2, axis=-1), 1e-12)  # on y's own shape: y is shared by many draws μ
     syu = jnp.sum(y * mu, axis=-1)
     u_star = (syu + jnp.sqrt(syu**2 + 4.0 * syy * (M - 1) * sig**2)) / (2.0 * syy)
     tau = 1.0 / jnp.sqrt((M - 1) / u_star**2 + syy / sig**2)

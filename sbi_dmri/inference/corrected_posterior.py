@@ -35,8 +35,9 @@ class CorrectedPosterior:
 
     Attributes:
         draws: name → (B, n_draws) or (B, n_draws, 3) constrained draws; weights: (B, n_draws), rows sum to 1
-        (truncated importance weights; in a voxel where all are zero, equal weights on the network's own draws); log_weights: (B, n_draws); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ
-        of S/S0 used in the likelihood.
+        (truncated importance weights; in a voxel where all are zero, equal weights on the network's own
+        draws); log_weights: (B, n_draws); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ of S/S0 used in the
+        likelihood.
     """
 
     def __init__(self, net, signals, acquisition, *, n_draws: int = 1000, key=None, snr=None):
