@@ -73,9 +73,8 @@ def main(argv=None) -> None:
     from sbi_dmri.diagnostics import expected_coverage
     from sbi_dmri.diagnostics.coverage import coverage_gate
     from sbi_dmri.inference.importance_correction import corrected_weights
-    from sbi_dmri.inference.model_card import _theta_draws
+    from sbi_dmri.inference.model_card import _theta_draws, card_test_set
     from sbi_dmri.inference.test_sets import test_set_prior
-    from sbi_dmri.noise import add_noise
     from sbi_dmri.protocols import load_protocol
     from sbi_dmri.training.evaluation import theta_names
 
@@ -91,15 +90,9 @@ def main(argv=None) -> None:
 
     net = sbi_dmri.load_pretrained(args.model)
     acq = load_protocol(args.protocol)
-    # seed 0: the model card's test set of this SNR (evaluate_checkpoint, seed 0, SNR index 0/1/2)
-    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), {10.0: 0, 20.0: 1, 50.0: 2}[args.snr])
-    k_p, k_n, k_d = jax.random.split(key, 3)
-    truth = {k: np.asarray(v) for k, v in test_set_prior(net.space, "uniform").sample(k_p, args.sims).items()}
-    sim = jax.jit(jax.vmap(net.space.model.signal, in_axes=(None, 0)))
-    y = np.concatenate([np.asarray(add_noise(jax.random.fold_in(k_n, j),
-                                             sim(acq, {k: jnp.asarray(v[j:j + 5000]) for k, v in truth.items()}),
-                                             args.snr, kind="rician", s0=1.0), np.float32)
-                        for j in range(0, args.sims, 5000)])
+    # seed 0: the model card's test set of this SNR (SNR index 0/1/2 of the card's 10, 20, 50)
+    truth, y, k_d = card_test_set(test_set_prior(net.space, "uniform"), net.space.model, acq, args.snr,
+                                  {10.0: 0, 20.0: 1, 50.0: 2}[args.snr], args.sims, args.seed)
     names = theta_names(net.space)
     print(f"{args.model}, {args.protocol}, SNR {args.snr:g}, {args.sims} simulations (seed {args.seed}), "
           f"{args.draws} corrected draws; "

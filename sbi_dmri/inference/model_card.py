@@ -20,6 +20,7 @@ test set of EVALUATION.md), measured with one protocol of the training family:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -85,6 +86,34 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
 #: Voxels × draws per compiled call of the card's posterior evaluations (memory: × measurements × 4 bytes
 #: per intermediate array; NODDI's Watson signal keeps several).
 DRAWS_PER_CALL = 200_000
+
+#: NUTS reference of the C2ST: warm-up and draws per chain (4 chains), thinned to the C2ST's draws. EVALUATION.md
+#: asks R̂ < 1.01 and ESS > 400; 250 draws per chain gave R̂ up to 1.04 on NODDI.
+NUTS_WARMUP, NUTS_DRAWS_PER_CHAIN = 1000, 1000
+
+
+@functools.lru_cache(maxsize=8)
+def _batched_signal(model):
+    """jit(vmap(model.signal)) over parameter sets, compiled once per model for all SNRs and protocols."""
+    return jax.jit(jax.vmap(model.signal, in_axes=(None, 0)))
+
+
+def card_test_set(prior, model, acquisition, snr: float, snr_index: int, n: int, seed: int = 0):
+    """The card's seeded test set at one SNR: (truths name → (n, ...), noisy signals (n, M) float32, draws key).
+
+    Parameters from `prior`, Rician noise at `snr` (S0 = 1); the key depends on `seed` and the SNR's index in
+    the card's SNR list, so every protocol of a card shares the parameters of one SNR.
+    """
+    from ..noise import add_noise
+
+    k_p, k_n, k_d = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), snr_index), 3)
+    truth = {k: np.asarray(v) for k, v in prior.sample(k_p, n).items()}
+    sim = _batched_signal(model)
+    y = np.concatenate([
+        np.asarray(add_noise(jax.random.fold_in(k_n, j), sim(acquisition, {k: jnp.asarray(v[j:j + 5000])
+                                                                            for k, v in truth.items()}),
+                             snr, kind="rician", s0=1.0), np.float32) for j in range(0, n, 5000)])
+    return truth, y, k_d
 
 
 def _voxel_frames(net, signals, acquisition):
@@ -163,11 +192,6 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
             **out}
 
 
-#: NUTS reference of the C2ST: warm-up and draws per chain (4 chains), thinned to the C2ST's draws. EVALUATION.md
-#: asks R̂ < 1.01 and ESS > 400; 250 draws per chain gave R̂ up to 1.04 on NODDI.
-NUTS_WARMUP, NUTS_DRAWS_PER_CHAIN = 1000, 1000
-
-
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
                         seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0,
                         corrected_draws: int = 200, calibration_sims: int | None = None,
@@ -188,26 +212,18 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
     """
     from ..diagnostics.report import evaluate_gates
     from ..fitting import fit_nlls
-    from ..noise import add_noise
     from ..training.evaluation import theta_names
     from .engine import KHAT_FLAG, infer_voxels
     from .test_sets import test_set_prior
 
     model, prior = net.space.model, test_set_prior(net.space, test_set)
-    sim = jax.jit(jax.vmap(model.signal, in_axes=(None, 0)))
     n_cal = max(int(calibration_sims or n_sims), n_sims)
     out = {"protocol_measurements": int(acquisition.n_measurements), "n_sims": n_sims, "n_draws": n_draws,
            "calibration_sims": n_cal, "seed": seed,
            "test_set": "uniform (the training prior)" if test_set == "uniform" else
            "in-vivo-like (inference.test_sets.IN_VIVO_RANGES)", "by_snr": {}}
     for i, snr in enumerate(snrs):
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-        k_p, k_n, k_d = jax.random.split(key, 3)
-        truth_cal = {k: np.asarray(v) for k, v in prior.sample(k_p, n_cal).items()}
-        y_cal = np.concatenate([
-            np.asarray(add_noise(jax.random.fold_in(k_n, j), sim(acquisition, {k: jnp.asarray(v[j:j + 5000])
-                                                                                for k, v in truth_cal.items()}),
-                                 snr, kind="rician", s0=1.0), np.float32) for j in range(0, n_cal, 5000)])
+        truth_cal, y_cal, k_d = card_test_set(prior, model, acquisition, snr, i, n_cal, seed)
         truth = {k: v[:n_sims] for k, v in truth_cal.items()}
         y = y_cal[:n_sims]
         t0 = time.perf_counter()
