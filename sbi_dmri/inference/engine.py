@@ -76,6 +76,7 @@ class VoxelMaps:
             of the first chunk only if `warmup` was requested.
         notes: how σ was chosen for the trust likelihood, or why the trust check was skipped.
         corrected: (V,) bool, summaries importance-corrected (`correct=True` and some weight non-zero).
+        redrawn: (V,) bool, drawn again with more draws (`min_ess`).
     """
 
     mean: dict
@@ -89,6 +90,7 @@ class VoxelMaps:
     seconds: float
     notes: list
     corrected: np.ndarray = None
+    redrawn: np.ndarray = None
 
 
 def usable_voxels(signals: np.ndarray, acquisition: Acquisition) -> np.ndarray:
@@ -229,7 +231,7 @@ def _chunk_functions(net, acquisition: Acquisition, n_draws: int, trust: bool, n
 
 def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, chunk_size: int = 2048,
                  seed: int = 0, trust: bool = True, progress: bool = True, warmup: bool = False,
-                 snr=None, correct: bool = True, refine_steps: int | None = None) -> VoxelMaps:
+                 snr=None, correct: bool = True, refine_steps: int | None = None, min_ess: float = 0.0) -> VoxelMaps:
     """Amortized posterior summaries for every row of `signals` (V, M) measured with `acquisition`.
 
     The protocol is NOT checked here (`infer_volume` does, with its `force` switch).
@@ -257,9 +259,12 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
             posterior mode in θ space (`inference.point_refinement`; least squares at σ = 1/SNR, S0 profiled);
             None: `point_refinement.REFINE_STEPS` where the network has a Rician/Gaussian noise model and a
             closed-form signal, else 0 (the head alone).
+        min_ess: with `correct`, voxels whose corrected weights have fewer effective draws (Kish, 1/Σw²) than
+            this, or none, are drawn again afresh with REDRAW_FACTOR × `samples` draws, which replace the first
+            (`VoxelMaps.redrawn`; 0: never). The model cards use 300 with 1000 draws: at high SNR the
+            posterior is far narrower than the network's and about 12 % of the draws count.
     """
     from ..pretrained import resolve_snr
-    from ..diagnostics.importance import pareto_khat
 
     s = np.asarray(signals, np.float32)
     if s.ndim != 2 or s.shape[1] != acquisition.n_measurements:
@@ -307,11 +312,58 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
         sigma = np.full(V, np.nan)
 
     correct = bool(correct and trust)
-    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"), correct, refine_steps)
-    C = int(min(chunk_size, -(-V // 64) * 64))
-    n_chunks = -(-V // C)
+    if min_ess < 0:
+        raise ValueError(f"min_ess must be ≥ 0, got {min_ess}")
+    min_ess = float(min_ess) if correct else 0.0
     key = jax.random.PRNGKey(seed)
     widths = prior_widths(net.space) if samples > 0 else {}
+    fns = _chunk_functions(net, acquisition, samples, trust, noise.get("kind", "none"), correct, refine_steps)
+    C = int(min(chunk_size, -(-V // 64) * 64))
+    if warmup:
+        _run_chunks(fns, s[:C], sigma[:C], snr_v[:C], C, key, samples, placeholder, progress=False)
+    t0 = time.perf_counter()
+    out, khat, redraw = _run_chunks(fns, s, sigma, snr_v, C, key, samples, placeholder, progress, min_ess)
+    redrawn = redraw & ~invalid
+    if redrawn.any():
+        from .importance_correction import REDRAW_FACTOR, REDRAW_KEY
+
+        n2 = samples * REDRAW_FACTOR
+        fns2 = _chunk_functions(net, acquisition, n2, trust, noise.get("kind", "none"), correct, refine_steps)
+        C2 = int(min(max(C // REDRAW_FACTOR, 64), -(-int(redrawn.sum()) // 64) * 64))
+        out2, khat2, _ = _run_chunks(fns2, s[redrawn], sigma[redrawn], snr_v[redrawn], C2,
+                                     jax.random.fold_in(key, REDRAW_KEY), n2, placeholder, progress)
+        for kind, d in out2.items():
+            for name, v in d.items():
+                out[kind][name][redrawn] = v
+        khat[redrawn] = khat2
+        notes.append(f"{int(redrawn.sum())} voxels with fewer than {min_ess:g} effective draws drawn again with "
+                     f"{n2} draws")
+    seconds = time.perf_counter() - t0
+
+    def gather(kind):
+        return {name: _nan_where(v, invalid) for name, v in out.get(kind, {}).items()}
+
+    std = gather("std")
+    width_ratio = {name: v / np.float32(widths[name]) for name, v in std.items()}
+    # corrected: every voxel with a non-zero weight (k̂ < inf). Where 0.7 < k̂ < inf the corrected summaries
+    # rest on few effective draws (the trust flag says so) but are still closer to the truth than the
+    # network's own (benchmarks/results/importance.md)
+    corrected = np.isfinite(khat) & ~invalid if correct else np.zeros(V, bool)
+    if correct:
+        notes.append(f"importance-corrected summaries in {int(corrected.sum())} of {int((~invalid).sum())} voxels "
+                     f"(the rest: every importance weight zero, the network's own summaries)")
+    return VoxelMaps(mean=gather("mean"), std=std, q025=gather("q025"), q975=gather("q975"), width_ratio=width_ratio,
+                     khat=_nan_where(khat, invalid), invalid=invalid, sigma=_nan_where(np.asarray(sigma), invalid),
+                     seconds=seconds, notes=notes, corrected=corrected, redrawn=redrawn)
+
+
+def _run_chunks(fns, s, sigma, snr_v, C, key, samples, placeholder, progress, min_ess=0.0):
+    """One pass of the chunk functions over the rows of s: (name → (V, ...) per kind, k̂ (V,), redraw (V,) bool)."""
+    from ..diagnostics.importance import pareto_khat
+    from .importance_correction import needs_redraw
+
+    V = s.shape[0]
+    n_chunks = -(-V // C)
 
     def run_chunk(i):
         raw = s[i * C:(i + 1) * C]
@@ -328,38 +380,22 @@ def infer_voxels(net, signals, acquisition: Acquisition, *, samples: int = 100, 
             return {"mean": fns.point(fns.state, raw, fns.embedding, sn, sg)}
         return fns.posterior(fns.state, raw, fns.embedding, sn, jax.random.fold_in(key, i), sg)
 
-    if warmup:
-        jax.block_until_ready(run_chunk(0))
-    t0 = time.perf_counter()
     parts: dict[str, dict[str, list]] = {}
-    khat_parts = []
+    khat_parts, redraw_parts = [], []
     for i in tqdm(range(n_chunks), desc="infer", unit="chunk", disable=not progress, dynamic_ncols=True):
         out = jax.device_get(run_chunk(i))
         n_real = min(C, V - i * C)
         lw = out.pop("log_weights", None)
         if lw is not None:
             khat_parts.append(pareto_khat(np.asarray(lw[:n_real], np.float64)))
+            redraw_parts.append(needs_redraw(lw[:n_real], min_ess) if min_ess > 0 else np.zeros(n_real, bool))
         for kind, d in out.items():
             for name, v in d.items():
                 parts.setdefault(kind, {}).setdefault(name, []).append(np.asarray(v[:n_real], np.float32))
-    seconds = time.perf_counter() - t0
-
-    def gather(kind):
-        return {name: _nan_where(np.concatenate(v), invalid) for name, v in parts.get(kind, {}).items()}
-
-    std = gather("std")
-    width_ratio = {name: v / np.float32(widths[name]) for name, v in std.items()}
+    out = {kind: {name: np.concatenate(v) for name, v in d.items()} for kind, d in parts.items()}
     khat = np.concatenate(khat_parts) if khat_parts else np.full(V, np.nan)
-    # corrected: every voxel with a non-zero weight (k̂ < inf). Where 0.7 < k̂ < inf the corrected summaries
-    # rest on few effective draws (the trust flag says so) but are still closer to the truth than the
-    # network's own (benchmarks/results/importance.md)
-    corrected = np.isfinite(khat) & ~invalid if correct else np.zeros(V, bool)
-    if correct:
-        notes.append(f"importance-corrected summaries in {int(corrected.sum())} of {int((~invalid).sum())} voxels "
-                     f"(the rest: every importance weight zero, the network's own summaries)")
-    return VoxelMaps(mean=gather("mean"), std=std, q025=gather("q025"), q975=gather("q975"), width_ratio=width_ratio,
-                     khat=_nan_where(khat, invalid), invalid=invalid, sigma=_nan_where(np.asarray(sigma), invalid),
-                     seconds=seconds, notes=notes, corrected=corrected)
+    redraw = np.concatenate(redraw_parts) if redraw_parts else np.zeros(V, bool)
+    return out, khat, redraw
 
 
 def _nan_where(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def truncated_weights(log_weights: jax.Array) -> jax.Array:
@@ -41,16 +42,39 @@ def truncated_weights(log_weights: jax.Array) -> jax.Array:
     return w / jnp.sum(w, axis=-1, keepdims=True)
 
 
-def corrected_weights(log_weights: jax.Array) -> jax.Array:
+def corrected_weights(log_weights: jax.Array, n_own=None) -> jax.Array:
     """(C, S) log weights of `adaptive_importance` → (C, S) normalised weights of the corrected posterior.
 
     `truncated_weights`, except in a voxel where every weight is zero (k̂ = +inf): there equal weights on
-    the network's own draws (the first half, `adaptive_importance`'s stage 1), i.e. the network's posterior.
+    the network's own draws, i.e. the network's posterior: the first `n_own` of the row (a number or (C,);
+    default S/2, `adaptive_importance`'s stage 1; rows padded with zero weights pass their own count).
     """
     S = log_weights.shape[-1]
-    own = (jnp.arange(S) < max(S // 2, 1)).astype(log_weights.dtype)
+    n_own = jnp.maximum(jnp.asarray(S // 2 if n_own is None else n_own), 1)
+    own = (jnp.arange(S)[None, :] < jnp.reshape(n_own, (-1, 1))).astype(log_weights.dtype)
     dead = jnp.all(log_weights == -jnp.inf, axis=-1, keepdims=True)
-    return jnp.where(dead, (own / jnp.sum(own))[None, :], truncated_weights(log_weights))
+    return jnp.where(dead, own / jnp.sum(own, axis=-1, keepdims=True), truncated_weights(log_weights))
+
+
+def effective_sample_size(weights: jax.Array) -> jax.Array:
+    """(C, S) normalised weights → (C,) Kish effective sample size 1 / Σ w² (draws)."""
+    return 1.0 / jnp.sum(weights**2, axis=-1)
+
+
+#: `min_ess` redraws (`inference.engine.infer_voxels`, the model card): a voxel whose corrected weights have
+#: fewer effective draws than asked is drawn again, afresh, with REDRAW_FACTOR times the draws.
+REDRAW_FACTOR = 4
+#: Folded into the first draws' key for the redraws.
+REDRAW_KEY = 7919
+
+
+def needs_redraw(log_weights, min_ess: float) -> np.ndarray:
+    """(C,) bool: the voxels of (C, S) log weights with effective sample size below `min_ess`, or none at all
+    (every weight zero). The redraw is independent of the first draws, so choosing voxels by them biases
+    nothing: each voxel's result is still an importance estimate of its own posterior."""
+    lw = jnp.asarray(log_weights)
+    alive = np.asarray(jnp.any(lw > -jnp.inf, axis=-1))
+    return ~alive | (np.asarray(effective_sample_size(truncated_weights(lw))) < min_ess)
 
 
 def weighted_quantile(values: jax.Array, weights: jax.Array, q: jax.Array) -> jax.Array:

@@ -83,6 +83,30 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
     return (s, t) + ((lw,) if weights or adaptive else ())
 
 
+def _redrawn_theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float, min_ess: float = 0.0):
+    """`_theta_draws(adaptive=True)` with `min_ess` redraws, as `infer_voxels` does them: (draws (n, S, D), truths,
+    log weights (n, S), own (n,) the count of each row's network draws for `corrected_weights`, redrawn (n,)).
+
+    Voxels with fewer than `min_ess` effective draws are drawn again with REDRAW_FACTOR × n_draws draws, which
+    replace the first ones; S = REDRAW_FACTOR · n_draws when any is, the other rows padded with zero weights.
+    """
+    from .importance_correction import REDRAW_FACTOR, REDRAW_KEY, needs_redraw
+
+    s, t, lw = _theta_draws(net, signals, acquisition, truth, n_draws, key, snr, adaptive=True)
+    n = len(s)
+    own = np.full(n, max(n_draws // 2, 1))
+    redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(n, bool)
+    if redrawn.any():
+        n2 = REDRAW_FACTOR * n_draws
+        s2, _, lw2 = _theta_draws(net, np.asarray(signals)[redrawn], acquisition,
+                                  {k: np.asarray(v)[redrawn] for k, v in truth.items()}, n2,
+                                  jax.random.fold_in(key, REDRAW_KEY), snr, adaptive=True)
+        s = np.concatenate([s, np.repeat(s[:, :1], n2 - n_draws, axis=1)], axis=1)
+        lw = np.concatenate([lw, np.full((n, n2 - n_draws), -np.inf, lw.dtype)], axis=1)
+        s[redrawn], lw[redrawn], own[redrawn] = s2, lw2, max(n2 // 2, 1)
+    return s, t, lw, own, redrawn
+
+
 #: Voxels × draws per compiled call of the card's posterior evaluations (memory: × measurements × 4 bytes
 #: per intermediate array; NODDI's Watson signal keeps several).
 DRAWS_PER_CALL = 200_000
@@ -195,7 +219,7 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
                         seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0,
                         corrected_draws: int = 200, calibration_sims: int | None = None,
-                        test_set: str = "uniform") -> dict:
+                        test_set: str = "uniform", min_ess: float = 0.0, only_snrs=None) -> dict:
     """The measured diagnostics of a `PretrainedPosterior` on `acquisition` (module docstring).
 
     n_sims: test voxels per SNR for recovery against NLLS, the width ratio and k̂.
@@ -209,6 +233,8 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         evaluated beside the network's own under "corrected": its SBC, coverage and TARP take the weighted
         draws themselves (`diagnostics.sbc.weighted_randomised_pit`), its recovery the weighted mean of
         `infer_voxels`; 0: skip.
+    min_ess: the corrected posterior's redraw threshold (`infer_voxels(min_ess=...)`), in both its passes.
+    only_snrs: evaluate only these of `snrs` (each keeps its own test set, seeded by its place in `snrs`).
     """
     from ..diagnostics.report import evaluate_gates
     from ..fitting import fit_nlls
@@ -223,6 +249,8 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
            "test_set": "uniform (the training prior)" if test_set == "uniform" else
            "in-vivo-like (inference.test_sets.IN_VIVO_RANGES)", "by_snr": {}}
     for i, snr in enumerate(snrs):
+        if only_snrs is not None and snr not in only_snrs:
+            continue
         truth_cal, y_cal, k_d = card_test_set(prior, model, acquisition, snr, i, n_cal, seed)
         truth = {k: v[:n_sims] for k, v in truth_cal.items()}
         y = y_cal[:n_sims]
@@ -234,7 +262,8 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         if corrected_draws:
             t0 = time.perf_counter()
             res_c = infer_voxels(net, y, acquisition, samples=corrected_draws, seed=seed + i, progress=progress,
-                                 snr=snr, correct=True, chunk_size=max(64, DRAWS_PER_CALL // corrected_draws))
+                                 snr=snr, correct=True, chunk_size=max(64, DRAWS_PER_CALL // corrected_draws),
+                                 min_ess=min_ess)
             t_cor = time.perf_counter() - t0
         t0 = time.perf_counter()
         fit = fit_nlls(model, acquisition, y, progress=progress)
@@ -272,9 +301,10 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
             from .importance_correction import corrected_weights
 
             t0 = time.perf_counter()
-            c_samples, _, c_lw = _theta_draws(net, y_cal, acquisition, truth_cal, corrected_draws,
-                                              jax.random.fold_in(k_d, 1), snr, adaptive=True)
-            c_w = np.asarray(corrected_weights(jnp.asarray(c_lw)), np.float64)  # as infer_voxels weighs them
+            c_samples, _, c_lw, c_own, c_redrawn = _redrawn_theta_draws(
+                net, y_cal, acquisition, truth_cal, corrected_draws, jax.random.fold_in(k_d, 1), snr, min_ess)
+            # as infer_voxels weighs them
+            c_w = np.asarray(corrected_weights(jnp.asarray(c_lw), jnp.asarray(c_own)), np.float64)
             dead = np.all(c_lw == -np.inf, axis=1)
             t_cal = time.perf_counter() - t0
             cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies", weights=c_w)
@@ -282,6 +312,8 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
                 cor["c2st"]["distinct_draws_median"] = c2st_result["corrected_distinct_draws_median"]
             cor["width_ratio_median"] = {k: float(np.median(v)) for k, v in res_c.width_ratio.items()}
             cor["draws"] = corrected_draws
+            cor["min_ess"] = min_ess
+            cor["redrawn_fraction"] = float(np.mean(c_redrawn))
             cor["effective_draws_median"] = float(np.median(1.0 / np.sum(c_w**2, axis=1)))
             cor["dead_voxels"] = int(np.sum(dead))
             cor["seconds"] = t_cor
@@ -472,6 +504,10 @@ def main(argv=None) -> None:
                     help="test set whose first protocol gets the C2ST against NUTS")
     ap.add_argument("--merge", action="store_true",
                     help="keep the entries of the existing model_card.json that this run does not re-evaluate")
+    ap.add_argument("--min-ess", type=float, default=0.0,
+                    help="redraw threshold of the corrected posterior (as `sbi-dmri infer --min-ess`; 0: never)")
+    ap.add_argument("--snr", type=float, nargs="*", default=None,
+                    help="evaluate only these SNRs of 10, 20, 50 (with --merge the others keep their entries)")
     args = ap.parse_args(argv)
     net = load_pretrained(args.folder)
     runs = [(name, "uniform") for name in args.protocol] + [(name, "in-vivo-like") for name in args.invivo_protocol]
@@ -485,10 +521,14 @@ def main(argv=None) -> None:
         net.protocol.check(acq)  # a test protocol must belong to the training family
         label = name if test_set == "uniform" else f"{name}, in-vivo-like"
         print(f"evaluating on {label} ...", flush=True)
-        by_protocol[label] = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws,
-                                                 c2st_voxels=args.c2st_voxels if (name, test_set) == first_c2st else 0,
-                                                 corrected_draws=args.corrected_draws,
-                                                 calibration_sims=args.calibration_sims, test_set=test_set)
+        ev = evaluate_checkpoint(net, acq, n_sims=args.n_sims, n_draws=args.n_draws,
+                                 c2st_voxels=args.c2st_voxels if (name, test_set) == first_c2st else 0,
+                                 corrected_draws=args.corrected_draws, calibration_sims=args.calibration_sims,
+                                 test_set=test_set, min_ess=args.min_ess, only_snrs=args.snr)
+        if args.snr is not None and label in by_protocol:  # merge per SNR
+            ev["by_snr"] = {**by_protocol[label]["by_snr"], **ev["by_snr"]}
+            ev["by_snr"] = {k: ev["by_snr"][k] for k in sorted(ev["by_snr"], key=float)}
+        by_protocol[label] = ev
     print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, json.loads(args.training))))
 
 

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sbi_dmri.inference.importance_correction import (
-    adaptive_importance, log_target, systematic_resample, truncated_weights, weighted_quantile, weighted_summaries,
+    adaptive_importance, corrected_weights, effective_sample_size, log_target, systematic_resample, truncated_weights,
+    weighted_quantile, weighted_summaries,
 )
 
 
@@ -48,6 +49,16 @@ def test_adaptive_importance_recovers_a_gaussian_posterior_from_a_wide_offset_pr
     t_q = draw(jax.random.PRNGKey(1), S)
     w_q = truncated_weights(log_p(t_q) - log_q(t_q))
     assert float(jnp.median(1.0 / jnp.sum(w_q**2, axis=1))) < 0.3 * float(jnp.median(ess))
+
+
+def test_corrected_weights_fall_back_to_the_networks_own_draws_given_by_n_own():
+    lw = jnp.full((2, 8), -jnp.inf).at[1].set(0.0)
+    w = corrected_weights(lw, n_own=2)
+    np.testing.assert_allclose(w[0], [0.5, 0.5, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(w[1], np.full(8, 1 / 8))
+    np.testing.assert_allclose(corrected_weights(lw)[0], [0.25] * 4 + [0] * 4)
+    np.testing.assert_allclose(corrected_weights(lw, n_own=jnp.array([4, 2]))[0], [0.25] * 4 + [0] * 4)
+    np.testing.assert_allclose(effective_sample_size(corrected_weights(lw, n_own=2)), [2.0, 8.0], rtol=1e-6)
 
 
 def test_truncation_caps_a_single_dominant_weight():
