@@ -202,6 +202,10 @@ def _add_infer(sub):
     p.add_argument("--refine-steps", type=int, default=None,
                    help="with --samples 0: Gauss-Newton steps from the point head on the analytic likelihood "
                         "(default 2; 0: the network's point head alone)")
+    p.add_argument("--min-ess", type=float, default=0.0,
+                   help="voxels whose importance-corrected posterior has fewer effective draws than this are drawn "
+                        "again with 4x --samples (default 0: never; calibrated intervals at high SNR: --samples 1000 "
+                        "--min-ess 300, as the model cards measure)")
     p.add_argument("--out", required=True, help="output folder for the maps")
     p.set_defaults(func=_run_infer)
 
@@ -212,11 +216,12 @@ def _run_infer(args):
     s = infer_volume(args.model, args.dwi, args.bval, args.bvec, mask=args.mask, delta=args.delta, Delta=args.Delta,
                      TE=args.TE, samples=args.samples, out_dir=args.out, force=args.force,
                      chunk_size=args.chunk_size, seed=args.seed, snr=args.snr, correct=args.correct,
-                     refine_steps=args.refine_steps)
+                     refine_steps=args.refine_steps, min_ess=args.min_ess)
     for w in s["warnings"]:
         print(f"sbi-dmri: warning: {w}", file=sys.stderr)
     print(f"{s['n_voxels']} voxels, {s['samples']} draws each, in {s['seconds']['inference']:.1f} s; "
-          f"{s['n_unreliable']} flagged unreliable (k-hat > {s['khat_threshold']}), {s['n_unusable']} unusable; "
+          + (f"{s['n_redrawn']} drawn again (fewer than {args.min_ess:g} effective draws); " if s["n_redrawn"] else "")
+          + f"{s['n_unreliable']} flagged unreliable (k-hat > {s['khat_threshold']}), {s['n_unusable']} unusable; "
           f"{len(s['files'])} maps in {s['out_dir']}")
 
 

@@ -52,7 +52,8 @@ def check_protocol(net, acquisition, *, force: bool = False) -> list[str]:
 
 def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Delta=None, TE=None, samples: int = 100,
                  out_dir, force: bool = False, chunk_size: int = 2048, seed: int = 0, progress: bool = True,
-                 trust: bool = True, snr=None, correct: bool = True, refine_steps: int | None = None) -> dict:
+                 trust: bool = True, snr=None, correct: bool = True, refine_steps: int | None = None,
+                 min_ess: float = 0.0) -> dict:
     """Posterior maps of a DWI volume with a trained amortized network (module docstring).
 
     Args:
@@ -78,6 +79,8 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
             adapted to their weights); False: the network's own draws only.
         refine_steps: with samples = 0, Gauss–Newton steps from the point head
             (`inference.point_refinement`; None: its default, 0: the head alone).
+        min_ess: with `correct`, voxels with fewer effective draws than this are drawn again with 4 × `samples`
+            draws (`infer_voxels`; 0: never; the model cards' calibrated intervals: samples 1000, min_ess 300).
 
     Returns: summary dict (files written, voxel counts, flagged voxels, timings in s, notes, warnings).
     """
@@ -98,7 +101,8 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
     t_load = time.perf_counter() - t0
 
     res = infer_voxels(net, vol.voxels(), vol.acquisition, samples=samples, chunk_size=chunk_size, seed=seed,
-                       trust=trust, progress=progress, snr=snr, correct=correct, refine_steps=refine_steps)
+                       trust=trust, progress=progress, snr=snr, correct=correct, refine_steps=refine_steps,
+                       min_ess=min_ess)
     maps = {}
     for kind, d in (("mean", res.mean), ("std", res.std), ("q025", res.q025), ("q975", res.q975),
                     ("width_ratio", res.width_ratio)):
@@ -119,6 +123,7 @@ def infer_volume(model, dwi, bval=None, bvec=None, *, mask=None, delta=None, Del
         "n_voxels": int(vol.mask.sum()), "n_unusable": int(res.invalid.sum()),
         "n_unreliable": int(np.sum(flag == UNRELIABLE)), "khat_threshold": KHAT_FLAG,
         "n_corrected": int(np.sum(res.corrected)),
+        "n_redrawn": int(np.sum(res.redrawn)) if res.redrawn is not None else 0,
         "khat_median": float(np.median(k)) if k.size else float("nan"),
         "seconds": {"load": t_load, "inference": res.seconds, "write": t_write, "total": time.perf_counter() - t0},
         "notes": res.notes, "warnings": warnings,

@@ -194,3 +194,20 @@ def test_trust_log_weights_equal_the_constrained_space_formula_up_to_a_constant(
     spread = np.std(diff, axis=1)
     assert np.all(spread < 1e-3), spread  # measured ~1e-5 nats (float32), while lw itself spreads over 10-800 nats
     assert np.all(np.std(lw, axis=1) > 1.0)
+
+
+def test_cli_min_ess_redraws_and_says_so(tmp_path, capsys):
+    """`infer --min-ess` above what 50 draws can give: every voxel is drawn again (200 draws) and the summary
+    line says how many; the maps are written."""
+    from sbi_dmri.cli import main
+
+    acq = load_protocol("hcp_3shell")
+    ph = make_phantom(models.get("ball_stick"), acq, shape=(4, 4, 1), snr=30.0)
+    f = ph.write(str(tmp_path / "data"))
+    rc = main(["infer", "--model", "ball_stick", "--dwi", f["dwi"], "--bval", f["bval"], "--bvec", f["bvec"],
+               "--delta", f"{float(np.asarray(acq.delta).flat[0]):g}", "--Delta", f"{float(np.asarray(acq.Delta).flat[0]):g}",
+               "--samples", "50", "--min-ess", "60", "--out", str(tmp_path / "maps")])
+    out = capsys.readouterr().out
+    n_usable = int(out.split(" voxels,")[0]) - int(out.split(" unusable")[0].rsplit(" ", 1)[1])
+    assert rc in (0, None) and n_usable > 0 and f"{n_usable} drawn again (fewer than 60 effective draws)" in out, out
+    assert (tmp_path / "maps" / "f_stick_mean.nii.gz").exists()
