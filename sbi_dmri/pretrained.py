@@ -101,12 +101,14 @@ class PretrainedPosterior:
 
         return Posterior(self.network, self.batch(signals, acquisition, snr), self.space, n_samples=n_samples, key=key)
 
-    def corrected_posterior(self, signals, acquisition: Acquisition, *, n_draws: int = 1000, key=None, snr=None):
+    def corrected_posterior(self, signals, acquisition: Acquisition, *, n_draws: int = 1000, key=None, snr=None,
+                            min_ess: float = 0.0):
         """`sbi_dmri.inference.CorrectedPosterior`: the network's posterior importance-corrected by the analytic
-        likelihood (weighted mean, std, quantile; sample by resampling; per-voxel Pareto k̂)."""
+        likelihood (weighted mean, std, quantile; sample by resampling; per-voxel Pareto k̂; voxels with fewer
+        than `min_ess` effective draws drawn again with 4 × n_draws)."""
         from .inference.corrected_posterior import CorrectedPosterior
 
-        return CorrectedPosterior(self, signals, acquisition, n_draws=n_draws, key=key, snr=snr)
+        return CorrectedPosterior(self, signals, acquisition, n_draws=n_draws, key=key, snr=snr, min_ess=min_ess)
 
     def estimate(self, signals, acquisition: Acquisition, *, snr=None, refine_steps: int | None = None
                  ) -> dict[str, np.ndarray]:

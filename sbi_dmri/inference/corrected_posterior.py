@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .importance_correction import (corrected_weights, likelihood_signal, network_importance, systematic_resample,
-                                    weighted_summaries)
+from .importance_correction import (REDRAW_KEY, corrected_weights, likelihood_signal, needs_redraw, network_importance,
+                                    pad_with_redraws, systematic_resample, weighted_summaries)
 
 
 class CorrectedPosterior:
@@ -32,15 +32,18 @@ class CorrectedPosterior:
         n_draws: weighted draws per voxel (half from the network, half from the adapted Gaussian); about
             1000 are needed for calibrated intervals (benchmarks/results/importance.md), fewer for means.
         key: PRNG key of the draws (default PRNGKey(0)). snr: S0/σ, a number or (B,); None estimates it.
+        min_ess: voxels with fewer effective draws than this are drawn again with 4 × n_draws draws, as
+            `sbi-dmri infer --min-ess` does (0: never; calibrated intervals at SNR 50: n_draws 1000, min_ess 300).
 
     Attributes:
-        draws: name → (B, n_draws) or (B, n_draws, 3) constrained draws; weights: (B, n_draws), rows sum to 1
-        (truncated importance weights; in a voxel where all are zero, equal weights on the network's own
-        draws); log_weights: (B, n_draws); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ of S/S0 used in the
-        likelihood.
+        draws: name → (B, S) or (B, S, 3) constrained draws, S = n_draws (4 × n_draws if any voxel was
+        redrawn: the others padded with zero-weight copies); weights: (B, S), rows sum to 1 (truncated
+        importance weights; in a voxel where all are zero, equal weights on the network's own draws);
+        log_weights: (B, S); khat: (B,) PSIS Pareto k̂; sigma: (B,) σ of S/S0 used in the likelihood;
+        redrawn: (B,) bool.
     """
 
-    def __init__(self, net, signals, acquisition, *, n_draws: int = 1000, key=None, snr=None):
+    def __init__(self, net, signals, acquisition, *, n_draws: int = 1000, key=None, snr=None, min_ess: float = 0.0):
         from ..diagnostics.importance import pareto_khat
         from .engine import _float32_acquisition, noise_sigma
 
@@ -60,16 +63,31 @@ class CorrectedPosterior:
         key = jax.random.PRNGKey(0) if key is None else key
         signal_fn = likelihood_signal(space.model, acquisition)
 
-        @jax.jit
-        def run(state, batch, sigma, key):
-            network = nnx.merge(graphdef, state)
-            ctx = network.context(batch)
-            theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise["kind"], key, n_draws, signal_fn)
-            return space.from_theta(theta, batch["frame"][:, None]), lw
+        def run(n):
+            @jax.jit
+            def f(state, batch, sigma, key):
+                network = nnx.merge(graphdef, state)
+                ctx = network.context(batch)
+                theta, lw = network_importance(network, ctx, batch, space, acq, sigma, noise["kind"], key, n, signal_fn)
+                return space.from_theta(theta, batch["frame"][:, None]), lw
+            return f
 
-        self.draws, self.log_weights = run(state, batch, sigma, key)
-        self.weights = corrected_weights(self.log_weights)  # as `sbi-dmri infer` weighs them
-        self.khat = pareto_khat(np.asarray(self.log_weights, np.float64))
+        draws, lw = run(n_draws)(state, batch, sigma, key)
+        self.khat = pareto_khat(np.asarray(lw, np.float64))
+        self.redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(len(self.khat), bool)
+        red = self.redrawn
+        if red.any():
+            # the redrawn voxels keep the SNR the first pass gave them (an estimate would see only them)
+            sub = net.batch(np.atleast_2d(np.asarray(signals))[red], acquisition,
+                            np.asarray(batch["snr"])[red] if "snr" in batch else None)
+            key2 = jax.random.fold_in(key, REDRAW_KEY)
+            draws, lw, own = pad_with_redraws(draws, lw, red, lambda n2: run(n2)(state, sub, sigma[red], key2), n_draws)
+            self.khat[red] = pareto_khat(np.asarray(lw[red], np.float64))
+        else:
+            own = None
+        self.draws = jax.tree.map(jnp.asarray, draws)
+        self.log_weights = jnp.asarray(lw)
+        self.weights = corrected_weights(self.log_weights, own)  # as `sbi-dmri infer` weighs them
         self.sigma = np.asarray(sigma)
         self.axis_names = space.axis_names
 

@@ -77,6 +77,34 @@ def needs_redraw(log_weights, min_ess: float) -> np.ndarray:
     return ~alive | (np.asarray(effective_sample_size(truncated_weights(lw))) < min_ess)
 
 
+def pad_with_redraws(draws, log_weights, redrawn, redraw, n_draws: int):
+    """Replace the `redrawn` rows of a run of `n_draws` by REDRAW_FACTOR × n_draws fresh draws, padding the others.
+
+    draws: a pytree of (C, n_draws, ...) arrays; log_weights: (C, n_draws); redrawn: (C,) bool; redraw(n) →
+    (draws, log weights) of the redrawn rows with n draws each. Returns (draws (C, S, ...), log weights (C, S),
+    own (C,)): S = REDRAW_FACTOR · n_draws if any row is redrawn (the kept rows padded with copies of their first
+    draw at zero weight), and own each row's count of network draws for `corrected_weights`.
+    """
+    draws = jax.tree.map(np.asarray, draws)
+    lw = np.asarray(log_weights)
+    C = lw.shape[0]
+    own = np.full(C, max(n_draws // 2, 1))
+    if not np.any(redrawn):
+        return draws, lw, own
+    n2 = REDRAW_FACTOR * n_draws
+    d2, lw2 = redraw(n2)
+
+    def put(a, b):
+        out = np.concatenate([a, np.repeat(a[:, :1], n2 - n_draws, axis=1)], axis=1)
+        out[redrawn] = b
+        return out
+
+    lw_out = np.concatenate([lw, np.full((C, n2 - n_draws), -np.inf, lw.dtype)], axis=1)
+    lw_out[redrawn] = np.asarray(lw2)
+    own[redrawn] = max(n2 // 2, 1)
+    return jax.tree.map(put, draws, jax.tree.map(np.asarray, d2)), lw_out, own
+
+
 def weighted_quantile(values: jax.Array, weights: jax.Array, q: jax.Array) -> jax.Array:
     """(C, S) values, (C, S) normalised weights, (Q,) levels → (Q, C) quantiles of the weighted CDF.
 

@@ -90,20 +90,13 @@ def _redrawn_theta_draws(net, signals, acquisition, truth, n_draws: int, key, sn
     Voxels with fewer than `min_ess` effective draws are drawn again with REDRAW_FACTOR × n_draws draws, which
     replace the first ones; S = REDRAW_FACTOR · n_draws when any is, the other rows padded with zero weights.
     """
-    from .importance_correction import REDRAW_FACTOR, REDRAW_KEY, needs_redraw
+    from .importance_correction import REDRAW_KEY, needs_redraw, pad_with_redraws
 
     s, t, lw = _theta_draws(net, signals, acquisition, truth, n_draws, key, snr, adaptive=True)
-    n = len(s)
-    own = np.full(n, max(n_draws // 2, 1))
-    redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(n, bool)
-    if redrawn.any():
-        n2 = REDRAW_FACTOR * n_draws
-        s2, _, lw2 = _theta_draws(net, np.asarray(signals)[redrawn], acquisition,
-                                  {k: np.asarray(v)[redrawn] for k, v in truth.items()}, n2,
-                                  jax.random.fold_in(key, REDRAW_KEY), snr, adaptive=True)
-        s = np.concatenate([s, np.repeat(s[:, :1], n2 - n_draws, axis=1)], axis=1)
-        lw = np.concatenate([lw, np.full((n, n2 - n_draws), -np.inf, lw.dtype)], axis=1)
-        s[redrawn], lw[redrawn], own[redrawn] = s2, lw2, max(n2 // 2, 1)
+    redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(len(s), bool)
+    s, lw, own = pad_with_redraws(s, lw, redrawn, lambda n2: _theta_draws(
+        net, np.asarray(signals)[redrawn], acquisition, {k: np.asarray(v)[redrawn] for k, v in truth.items()}, n2,
+        jax.random.fold_in(key, REDRAW_KEY), snr, adaptive=True)[::2], n_draws)
     return s, t, lw, own, redrawn
 
 
@@ -426,20 +419,26 @@ def _corrected_section(per_protocol: dict, levels) -> list[str]:
             if "corrected" in r]
     if not rows:
         return []
-    lines = ["", "## Importance-corrected posterior (what `sbi-dmri infer` reports by default)", "",
+    min_ess = sorted({c.get("min_ess", 0.0) for *_, c in rows})
+    redraw = ("" if min_ess == [0.0] else
+              f" Voxels with fewer effective draws than min_ess ({', '.join(f'{m:g}' for m in min_ess)}) are drawn again "
+              "with 4 × the draws (`sbi-dmri infer --min-ess`); the table gives the fraction redrawn.")
+    lines = ["", "## Importance-corrected posterior (what `sbi-dmri infer` reports with these --samples and --min-ess)", "",
              "The network's draws, half of them replaced by draws of a Gaussian adapted to their importance weights, "
              "all weighted by the analytic Rician likelihood with S0 marginalised "
-             "(`sbi_dmri.inference.importance_correction`). SBC, coverage and TARP take the weighted draws themselves "
+             f"(`sbi_dmri.inference.importance_correction`).{redraw} SBC, coverage and TARP take the weighted draws themselves "
              "(the weighted CDF at the truth, jittered by the effective sample size: "
              "`sbi_dmri.diagnostics.sbc.weighted_randomised_pit`); the mean is the weighted mean.", "",
-             "| protocol | SNR | draws (effective, median) | SBC | coverage gate | TARP ATC | k̂ median | flagged (k̂ > 0.7) | C2ST vs NUTS median (gate) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| protocol | SNR | draws (effective, median) | min_ess (redrawn) | SBC | coverage gate | TARP ATC | k̂ median | flagged (k̂ > 0.7) | C2ST vs NUTS median (gate) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p, snr, _, c in rows:
         k = c.get("pareto_khat", {})
         c2 = c.get("c2st")
         c2s = "—" if not c2 else f"{np.median(np.asarray(c2['accuracies'])):.3f} ({'pass' if c2['pass'] else 'FAIL'})"
         eff = c.get("effective_draws_median")
-        lines.append(f"| {p} | {snr} | {c['draws']}{'' if eff is None else f' ({eff:.0f})'} | {'pass' if c['sbc']['pass'] else 'FAIL'} | "
+        me = c.get("min_ess", 0.0)
+        red = "—" if not me else f"{me:g} ({100 * c.get('redrawn_fraction', float('nan')):.0f} %)"
+        lines.append(f"| {p} | {snr} | {c['draws']}{'' if eff is None else f' ({eff:.0f})'} | {red} | {'pass' if c['sbc']['pass'] else 'FAIL'} | "
                      f"{'pass' if c['coverage']['pass'] else 'FAIL'} | {c['tarp']['atc']:+.3f} "
                      f"({'pass' if c['tarp']['pass'] else 'FAIL'}) | {_fmt(k.get('median'))} | "
                      f"{100 * k.get('fraction_flagged', float('nan')):.1f} % | {c2s} |")

@@ -198,6 +198,14 @@ def test_corrected_posterior_api_agrees_with_the_volume_engine():
     np.testing.assert_allclose(w[0, :100], 1 / 100, rtol=1e-5)
     assert np.all(w[0, 100:] == 0)
 
+    # min_ess: the short voxels (the dead one included) drawn again with 800 draws, the rest padded at zero weight
+    post = net.corrected_posterior(y_dead, acq, n_draws=200, snr=30.0, min_ess=60)
+    assert post.redrawn[0] and 0 < post.redrawn.sum() < 16 and post.weights.shape == (16, 800)
+    kept = np.flatnonzero(~post.redrawn)
+    assert np.all(np.asarray(post.weights)[kept, 200:] == 0)
+    np.testing.assert_allclose(np.asarray(post.weights).sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(post.mean()["f_stick"][1:], maps.mean["f_stick"][1:], atol=float(4 * np.max(sd["f_stick"]) / np.sqrt(50)))
+
 
 def test_correction_runs_for_a_watson_model_and_uses_the_fast_signal():
     """NODDI's likelihood uses the merged Watson convolution (built outside jit from the concrete protocol);
