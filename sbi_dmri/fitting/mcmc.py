@@ -102,6 +102,7 @@ def sample_posterior(
     key=None,
     s0_marginal: bool = False,
     signal_fn: Callable | None = None,
+    chains_per_batch: int | None = None,
 ) -> PosteriorSamples:
     """NUTS reference posterior of `model` for each voxel of `signals` (V, n_meas), normalised (S0 = 1).
 
@@ -119,6 +120,8 @@ def sample_posterior(
         signal_fn: (acquisition, params) → (n_meas,) the signal the likelihood uses (default `model.signal`;
             e.g. `fitting.fast_signal.fitting_signal(model, acquisition)[0]`, equal and several times cheaper
             for Watson-dispersed models). Compiled per function object.
+        chains_per_batch: chains (over all voxels) advanced together by one vmapped NUTS kernel; None: 1 on a
+            CPU (a vmapped step waits for the deepest tree of its batch), all of them on an accelerator.
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; expected one of {NOISE_KINDS}")
@@ -144,8 +147,10 @@ def sample_posterior(
     z0 = z0[:, None, :] + jitter * jax.random.normal(k_jit, (n_vox, n_chains, prior.dim), dtype)
     keys = jax.random.split(k_run, n_vox * n_chains).reshape(n_vox, n_chains)
 
+    if chains_per_batch is None:
+        chains_per_batch = 1 if jax.default_backend() == "cpu" else n_vox * n_chains
     draws, info = _run(model, prior, noise, num_warmup, num_samples, acquisition, jnp.asarray(y, dtype), sig,
-                       centres, z0, keys, s0_marginal, signal_fn or model.signal)
+                       centres, z0, keys, s0_marginal, signal_fn or model.signal, int(chains_per_batch))
     draws = np.asarray(draws)
     flat = draws.reshape(n_vox, n_chains * num_samples, prior.dim)
     flat_centres = {k: jnp.repeat(v[:, None, :], flat.shape[1], axis=1) for k, v in centres.items()}
@@ -175,11 +180,19 @@ def log_posterior(model, prior, noise, acquisition, y, sigma, centres, s0_margin
     return logdensity
 
 
-@jax.jit(static_argnums=(0, 1, 2, 3, 4, 11, 12))
-def _run(model, prior, noise, num_warmup, num_samples, acquisition, y, sigma, centres, z0, keys, s0_marginal, signal_fn):
-    def voxel(yv, sv, cv, zv, kv):
-        logdensity = log_posterior(model, prior, noise, acquisition, yv, sv, cv, s0_marginal, signal_fn)
-        return jax.vmap(lambda z, k: nuts_chain(logdensity, z, k, num_warmup=num_warmup,
-                                                num_samples=num_samples))(zv, kv)
+@jax.jit(static_argnums=(0, 1, 2, 3, 4, 11, 12, 13))
+def _run(model, prior, noise, num_warmup, num_samples, acquisition, y, sigma, centres, z0, keys, s0_marginal, signal_fn,
+         chains_per_batch):
+    n_vox, n_chains = keys.shape
 
-    return jax.vmap(voxel)(y, sigma, centres, z0, keys)
+    def chain(args):
+        yv, sv, cv, zv, kv = args
+        logdensity = log_posterior(model, prior, noise, acquisition, yv, sv, cv, s0_marginal, signal_fn)
+        return nuts_chain(logdensity, zv, kv, num_warmup=num_warmup, num_samples=num_samples)
+
+    # every chain of every voxel, flattened; vmapped in batches of `chains_per_batch` (a vmapped NUTS step
+    # costs the deepest tree of its batch, so on a CPU one chain at a time wastes nothing)
+    rep = lambda a: jnp.repeat(a, n_chains, axis=0)
+    flat = (rep(y), rep(sigma), jax.tree.map(rep, centres), z0.reshape(n_vox * n_chains, -1), keys.reshape(-1))
+    out = jax.lax.map(chain, flat, batch_size=chains_per_batch)
+    return jax.tree.map(lambda a: a.reshape((n_vox, n_chains) + a.shape[1:]), out)
