@@ -209,6 +209,53 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
             **out}
 
 
+def _card_c2st(net, acquisition, y, fit, ok, voxels: int, snr: float, seed: int, corrected: bool) -> dict:
+    """`c2st_against_nuts` on the first `voxels` test voxels that NLLS fitted (`ok`), started from their fits."""
+    t0 = time.perf_counter()
+    idx = np.flatnonzero(ok)[:voxels]
+    out = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()}, snr,
+                            seed=seed, corrected=corrected)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _nlls_ok(fit, n: int) -> np.ndarray:
+    """(n,) bool: NLLS converged with finite parameters."""
+    return fit.fitted & np.all([np.all(np.isfinite(np.reshape(v, (n, -1))), axis=1) for v in fit.params.values()], axis=0)
+
+
+def add_c2st(net, acquisition, evaluation: dict, snr: float, *, voxels: int = 20, snrs=(10.0, 20.0, 50.0)) -> dict:
+    """Add the C2ST against NUTS to one SNR of an existing `evaluate_checkpoint` result (a model_card.json
+    protocol entry), without re-measuring the rest: the same seeded test set, the same voxels and NUTS
+    starts as `evaluate_checkpoint(c2st_voxels=voxels)`; the reports' gates are updated. Returns `evaluation`.
+    """
+    from ..diagnostics.report import C2ST_MAX, C2ST_MIN_VOXELS
+    from ..fitting import fit_nlls
+    from .test_sets import test_set_prior
+
+    i, seed, n_sims = list(snrs).index(snr), evaluation["seed"], evaluation["n_sims"]
+    test_set = "uniform" if evaluation["test_set"].startswith("uniform") else "in-vivo-like"
+    _, y_cal, _ = card_test_set(test_set_prior(net.space, test_set), net.space.model, acquisition, snr, i,
+                                evaluation["calibration_sims"], seed)
+    y = y_cal[:n_sims]
+    fit = fit_nlls(net.space.model, acquisition, y, progress=False)
+    report = evaluation["by_snr"][f"{snr:g}"]
+    res = _card_c2st(net, acquisition, y, fit, _nlls_ok(fit, n_sims), voxels, snr, seed + i, "corrected" in report)
+    for rep, key in ((report, "accuracies"), (report.get("corrected"), "corrected_accuracies")):
+        if rep is None:
+            continue
+        acc = np.asarray(res[key], np.float64)
+        rep["c2st"] = {"accuracies": acc.tolist(), "n_voxels": int(acc.size), "max": float(acc.max()),
+                       "mean": float(acc.mean()), "pass": bool(acc.size >= C2ST_MIN_VOXELS and np.all(acc <= C2ST_MAX))}
+        rep["gated"] = [g for g in rep["gated"] if g != "c2st"] + ["c2st"]
+        rep["pass"] = all(rep[g]["pass"] for g in rep["gated"])
+    report["c2st"].update({k: res[k] for k in ("nuts_rhat_max", "nuts_ess_min", "nuts_draws_per_chain",
+                                                "nuts_divergences", "seconds")})
+    if "corrected" in report:
+        report["corrected"]["c2st"]["distinct_draws_median"] = res["corrected_distinct_draws_median"]
+    return evaluation
+
+
 def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: int = 1000, n_draws: int = 100,
                         seed: int = 0, progress: bool = False, c2st_voxels: int = 0, c2st_snr: float = 20.0,
                         corrected_draws: int = 200, calibration_sims: int | None = None,
@@ -261,16 +308,11 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
         t0 = time.perf_counter()
         fit = fit_nlls(model, acquisition, y, progress=progress)
         t_fit = time.perf_counter() - t0
-        ok = fit.fitted & np.all([np.all(np.isfinite(np.reshape(v, (n_sims, -1))), axis=1)
-                                  for v in fit.params.values()], axis=0)
+        ok = _nlls_ok(fit, n_sims)
         samples, truths = _theta_draws(net, y_cal, acquisition, truth_cal, n_draws, k_d, snr)
         c2st_result = None
         if c2st_voxels and snr == c2st_snr:
-            t0 = time.perf_counter()
-            idx = np.flatnonzero(ok)[:c2st_voxels]
-            c2st_result = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()},
-                                            snr, seed=seed + i, corrected=bool(corrected_draws))
-            c2st_result["seconds"] = time.perf_counter() - t0
+            c2st_result = _card_c2st(net, acquisition, y, fit, ok, c2st_voxels, snr, seed + i, bool(corrected_draws))
         def gates(draws, label, maps, c2st_key, weights=None):
             # one posterior's gates on this test set: calibration on (weighted) `draws`, recovery of `maps.mean`
             return evaluate_gates(
@@ -505,6 +547,9 @@ def main(argv=None) -> None:
                     help="keep the entries of the existing model_card.json that this run does not re-evaluate")
     ap.add_argument("--min-ess", type=float, default=0.0,
                     help="redraw threshold of the corrected posterior (as `sbi-dmri infer --min-ess`; 0: never)")
+    ap.add_argument("--add-c2st", action="store_true",
+                    help="only add the C2ST against NUTS (--c2st-voxels, SNR 20, the first --c2st-on protocol) to the "
+                         "existing model_card.json, keeping every other number")
     ap.add_argument("--snr", type=float, nargs="*", default=None,
                     help="evaluate only these SNRs of 10, 20, 50 (with --merge the others keep their entries)")
     args = ap.parse_args(argv)
@@ -515,6 +560,16 @@ def main(argv=None) -> None:
         with open(os.path.join(net.source, "model_card.json")) as f:
             by_protocol = json.load(f)["evaluation"]["by_protocol"]
     first_c2st = next((r for r in runs if r[1] == args.c2st_on), None)
+    if args.add_c2st:
+        with open(os.path.join(net.source, "model_card.json")) as f:
+            card = json.load(f)
+        name, test_set = first_c2st
+        label = name if test_set == "uniform" else f"{name}, in-vivo-like"
+        by_protocol = card["evaluation"]["by_protocol"]
+        add_c2st(net, load_protocol(name), by_protocol[label], 20.0, voxels=args.c2st_voxels)
+        training = {**card["training"], **json.loads(args.training)}
+        print("\n".join(write_model_card(net.source, {"by_protocol": by_protocol}, training)))
+        return
     for name, test_set in runs:
         acq = load_protocol(name)
         net.protocol.check(acq)  # a test protocol must belong to the training family
