@@ -40,6 +40,13 @@ def _by_name(names, values):
     return {name: values[..., j] for j, name in enumerate(names)}
 
 
+def c2st_report(accuracies) -> dict:
+    """The C2ST gate of per-voxel classifier accuracies: ≥ C2ST_MIN_VOXELS voxels, every one ≤ C2ST_MAX."""
+    acc = np.asarray(accuracies, np.float64)
+    return {"accuracies": acc, "n_voxels": acc.size, "max": acc.max(), "mean": acc.mean(),
+            "pass": bool(acc.size >= C2ST_MIN_VOXELS and np.all(acc <= C2ST_MAX))}
+
+
 def evaluate_gates(
     samples=None,
     truths=None,
@@ -137,11 +144,7 @@ def evaluate_gates(
             gated.append("recovery")
 
     if c2st_accuracies is not None:
-        acc = np.asarray(c2st_accuracies, np.float64)
-        report["c2st"] = {
-            "accuracies": acc, "n_voxels": acc.size, "max": acc.max(), "mean": acc.mean(),
-            "pass": bool(acc.size >= C2ST_MIN_VOXELS and np.all(acc <= C2ST_MAX)),
-        }
+        report["c2st"] = c2st_report(c2st_accuracies)
         gated.append("c2st")
 
     if khat is not None:

@@ -72,19 +72,18 @@ class CorrectedPosterior:
                 return space.from_theta(theta, batch["frame"][:, None]), lw
             return f
 
-        draws, lw = run(n_draws)(state, batch, sigma, key)
-        self.khat = pareto_khat(np.asarray(lw, np.float64))
-        self.redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(len(self.khat), bool)
-        red = self.redrawn
-        if red.any():
+        def redraw(n2):
             # the redrawn voxels keep the SNR the first pass gave them (an estimate would see only them)
             sub = net.batch(np.atleast_2d(np.asarray(signals))[red], acquisition,
                             np.asarray(batch["snr"])[red] if "snr" in batch else None)
-            key2 = jax.random.fold_in(key, REDRAW_KEY)
-            draws, lw, own = pad_with_redraws(draws, lw, red, lambda n2: run(n2)(state, sub, sigma[red], key2), n_draws)
+            return run(n2)(state, sub, sigma[red], jax.random.fold_in(key, REDRAW_KEY))
+
+        draws, lw = run(n_draws)(state, batch, sigma, key)
+        self.khat = pareto_khat(np.asarray(lw, np.float64))
+        self.redrawn = red = needs_redraw(lw, min_ess)
+        draws, lw, own = pad_with_redraws(draws, lw, red, redraw, n_draws)
+        if red.any():
             self.khat[red] = pareto_khat(np.asarray(lw[red], np.float64))
-        else:
-            own = None
         self.draws = jax.tree.map(jnp.asarray, draws)
         self.log_weights = jnp.asarray(lw)
         self.weights = corrected_weights(self.log_weights, own)  # as `sbi-dmri infer` weighs them

@@ -388,7 +388,7 @@ def _run_chunks(fns, s, sigma, snr_v, C, key, samples, placeholder, progress, mi
         lw = out.pop("log_weights", None)
         if lw is not None:
             khat_parts.append(pareto_khat(np.asarray(lw[:n_real], np.float64)))
-            redraw_parts.append(needs_redraw(lw[:n_real], min_ess) if min_ess > 0 else np.zeros(n_real, bool))
+            redraw_parts.append(needs_redraw(lw[:n_real], min_ess))
         for kind, d in out.items():
             for name, v in d.items():
                 parts.setdefault(kind, {}).setdefault(name, []).append(np.asarray(v[:n_real], np.float32))

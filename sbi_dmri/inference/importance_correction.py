@@ -70,8 +70,10 @@ REDRAW_KEY = 7919
 
 def needs_redraw(log_weights, min_ess: float) -> np.ndarray:
     """(C,) bool: the voxels of (C, S) log weights with effective sample size below `min_ess`, or none at all
-    (every weight zero). The redraw is independent of the first draws, so choosing voxels by them biases
-    nothing: each voxel's result is still an importance estimate of its own posterior."""
+    (every weight zero); none when min_ess ≤ 0. The redraw is independent of the first draws, so choosing
+    voxels by them biases nothing: each voxel's result is still an importance estimate of its own posterior."""
+    if min_ess <= 0:
+        return np.zeros(np.shape(log_weights)[0], bool)
     lw = jnp.asarray(log_weights)
     alive = np.asarray(jnp.any(lw > -jnp.inf, axis=-1))
     return ~alive | (np.asarray(effective_sample_size(truncated_weights(lw))) < min_ess)

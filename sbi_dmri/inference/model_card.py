@@ -93,7 +93,7 @@ def _redrawn_theta_draws(net, signals, acquisition, truth, n_draws: int, key, sn
     from .importance_correction import REDRAW_KEY, needs_redraw, pad_with_redraws
 
     s, t, lw = _theta_draws(net, signals, acquisition, truth, n_draws, key, snr, adaptive=True)
-    redrawn = needs_redraw(lw, min_ess) if min_ess > 0 else np.zeros(len(s), bool)
+    redrawn = needs_redraw(lw, min_ess)
     s, lw, own = pad_with_redraws(s, lw, redrawn, lambda n2: _theta_draws(
         net, np.asarray(signals)[redrawn], acquisition, {k: np.asarray(v)[redrawn] for k, v in truth.items()}, n2,
         jax.random.fold_in(key, REDRAW_KEY), snr, adaptive=True)[::2], n_draws)
@@ -229,7 +229,7 @@ def add_c2st(net, acquisition, evaluation: dict, snr: float, *, voxels: int = 20
     protocol entry), without re-measuring the rest: the same seeded test set, the same voxels and NUTS
     starts as `evaluate_checkpoint(c2st_voxels=voxels)`; the reports' gates are updated. Returns `evaluation`.
     """
-    from ..diagnostics.report import C2ST_MAX, C2ST_MIN_VOXELS
+    from ..diagnostics.report import c2st_report, to_json
     from ..fitting import fit_nlls
     from .test_sets import test_set_prior
 
@@ -244,9 +244,7 @@ def add_c2st(net, acquisition, evaluation: dict, snr: float, *, voxels: int = 20
     for rep, key in ((report, "accuracies"), (report.get("corrected"), "corrected_accuracies")):
         if rep is None:
             continue
-        acc = np.asarray(res[key], np.float64)
-        rep["c2st"] = {"accuracies": acc.tolist(), "n_voxels": int(acc.size), "max": float(acc.max()),
-                       "mean": float(acc.mean()), "pass": bool(acc.size >= C2ST_MIN_VOXELS and np.all(acc <= C2ST_MAX))}
+        rep["c2st"] = to_json(c2st_report(res[key]))
         rep["gated"] = [g for g in rep["gated"] if g != "c2st"] + ["c2st"]
         rep["pass"] = all(rep[g]["pass"] for g in rep["gated"])
     report["c2st"].update({k: res[k] for k in ("nuts_rhat_max", "nuts_ess_min", "nuts_draws_per_chain",
