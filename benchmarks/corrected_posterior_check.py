@@ -15,7 +15,7 @@ property of the posterior or of its test set? Two checks on one card cell (model
 
     python benchmarks/corrected_posterior_check.py --model sandi --protocol hardi_2shell --snr 20 \
         --prior-voxels 400 --prior-draws 64000 --seeds 1 2 [--sims 5000] [--draws 1000] [--min-ess 300] \
-        [--reference-seed 2] [--json out.json]
+        [--reference-seed 2] [--false-alarm-cells 9] [--json out.json]
 
 The prior reference is the slow part: SANDI on hardi_2shell, 64000 draws per voxel, ≈ 3.2 s per voxel on the
 2-core CPU (median effective draws ≈ 520 at SNR 20). Each fresh test set of 5000 × 1000 draws: ≈ 3 min.
@@ -130,6 +130,22 @@ def coverage_on(s, t, w, names, seed=0):
             "worst_z": float(z.min()), "failed_cells": int((~cells).sum())}
 
 
+def gate_false_alarm(n_sims: int, n_params: int, n_cells: int, repeats: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """(P(a cell fails), P(≥ 1 of n_cells fails)) for an exact posterior: uniform PITs, the coverage gate."""
+    from sbi_dmri.diagnostics.coverage import CoverageResult, coverage_gate
+
+    rng = np.random.default_rng(seed)
+    levels = np.asarray(LEVELS)
+    se = np.sqrt(levels * (1 - levels) / n_sims)
+    fails = 0
+    for _ in range(repeats):
+        u = rng.uniform(size=(n_sims, n_params))
+        cov = (np.abs(u[None] - 0.5) <= levels[:, None, None] / 2).mean(axis=1)
+        fails += not coverage_gate(CoverageResult(levels=levels, coverage=cov, se=se, n_sims=n_sims))[0]
+    p = fails / repeats
+    return p, 1.0 - (1.0 - p) ** n_cells
+
+
 def main(argv=None):
     from sbi_dmri.pretrained import load_pretrained
     from sbi_dmri.protocols import load_protocol
@@ -147,12 +163,20 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--min-ess", type=float, default=0.0, help="corrected posterior's redraw threshold")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--false-alarm-cells", type=int, default=0,
+                    help="also: how often the coverage gate fails an exact posterior of this model's dimension, per "
+                         "cell of --sims simulations and for a card of this many cells (cells independent)")
     args = ap.parse_args(argv)
 
     net = load_pretrained(args.model)
     acq = load_protocol(args.protocol)
     names = theta_names(net.space)
     result = {"args": vars(args)}
+    if args.false_alarm_cells:
+        p_cell, p_card = gate_false_alarm(args.sims, len(names), args.false_alarm_cells)
+        result["false_alarm"] = {"cell": p_cell, "card": p_card}
+        print(f"exact posterior, {len(names)} parameters, {args.sims} simulations: the coverage gate fails a cell with "
+              f"probability {p_cell:.3f}, a card of {args.false_alarm_cells} cells {p_card:.2f}")
     if args.prior_voxels:
         truth, y, key = _test_set(net, acq, args.snr, args.reference_seed, args.sims)
         y, truth = y[:args.prior_voxels], {k: v[:args.prior_voxels] for k, v in truth.items()}
