@@ -49,8 +49,8 @@ def _corrected(net, acq, y, truth, key, snr, draws, min_ess):
     from sbi_dmri.inference.importance_correction import corrected_weights
     from sbi_dmri.inference.model_card import _redrawn_theta_draws
 
-    s, t, lw, own, _ = _redrawn_theta_draws(net, y, acq, truth, draws, jax.random.fold_in(key, 1), snr, min_ess)
-    return s, t, np.asarray(corrected_weights(jnp.asarray(lw), jnp.asarray(own)), np.float64)
+    s, t, lw, counts, _ = _redrawn_theta_draws(net, y, acq, truth, draws, jax.random.fold_in(key, 1), snr, min_ess)
+    return s, t, np.asarray(corrected_weights(jnp.asarray(lw), jnp.asarray(counts)), np.float64)
 
 
 def _quantiles(theta, w):

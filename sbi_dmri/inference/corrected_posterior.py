@@ -81,12 +81,12 @@ class CorrectedPosterior:
         draws, lw = run(n_draws)(state, batch, sigma, key)
         self.khat = pareto_khat(np.asarray(lw, np.float64))
         self.redrawn = red = needs_redraw(lw, min_ess)
-        draws, lw, own = pad_with_redraws(draws, lw, red, redraw, n_draws)
+        draws, lw, counts = pad_with_redraws(draws, lw, red, redraw, n_draws)
         if red.any():
             self.khat[red] = pareto_khat(np.asarray(lw[red], np.float64))
         self.draws = jax.tree.map(jnp.asarray, draws)
         self.log_weights = jnp.asarray(lw)
-        self.weights = corrected_weights(self.log_weights, own)  # as `sbi-dmri infer` weighs them
+        self.weights = corrected_weights(self.log_weights, counts)  # as `sbi-dmri infer` weighs them
         self.sigma = np.asarray(sigma)
         self.axis_names = space.axis_names
 

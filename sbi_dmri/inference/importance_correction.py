@@ -28,32 +28,36 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def truncated_weights(log_weights: jax.Array) -> jax.Array:
-    """(C, S) log ratios (−inf allowed) → (C, S) normalised weights, truncated at mean · √S.
+def truncated_weights(log_weights: jax.Array, n_draws=None) -> jax.Array:
+    """(C, S) log ratios (−inf allowed) → (C, S) normalised weights, truncated at mean · √n.
 
+    n_draws: each row's count of draws, a number or (C,) (default S). A row that `pad_with_redraws` padded
+    with −inf columns passes its own count, so its cap is that of its own draws, as if unpadded.
     A row whose log weights are all −inf gets uniform weights (the caller flags it: its k̂ is +inf).
     """
     S = log_weights.shape[-1]
+    n = jnp.reshape(jnp.asarray(S if n_draws is None else n_draws, log_weights.dtype), (-1, 1))
     dead = jnp.all(log_weights == -jnp.inf, axis=-1, keepdims=True)
     lw = jnp.where(dead, 0.0, log_weights)
     w = jnp.exp(lw - jnp.max(lw, axis=-1, keepdims=True))
     w = w / jnp.sum(w, axis=-1, keepdims=True)
-    w = jnp.minimum(w, jnp.sqrt(S) / S)  # w̄ = 1/S after normalisation
+    w = jnp.minimum(w, jnp.sqrt(n) / n)  # w̄ = 1/n after normalisation
     return w / jnp.sum(w, axis=-1, keepdims=True)
 
 
-def corrected_weights(log_weights: jax.Array, n_own=None) -> jax.Array:
+def corrected_weights(log_weights: jax.Array, n_draws=None) -> jax.Array:
     """(C, S) log weights of `adaptive_importance` → (C, S) normalised weights of the corrected posterior.
 
     `truncated_weights`, except in a voxel where every weight is zero (k̂ = +inf): there equal weights on
-    the network's own draws, i.e. the network's posterior: the first `n_own` of the row (a number or (C,);
-    default S/2, `adaptive_importance`'s stage 1; rows padded with zero weights pass their own count).
+    the network's own draws, i.e. the network's posterior: the first max(n // 2, 1) of the row,
+    `adaptive_importance`'s stage 1. n_draws: each row's count of draws, a number or (C,) (default S;
+    rows padded by `pad_with_redraws` pass the count it returns).
     """
     S = log_weights.shape[-1]
-    n_own = jnp.maximum(jnp.asarray(S // 2 if n_own is None else n_own), 1)
-    own = (jnp.arange(S)[None, :] < jnp.reshape(n_own, (-1, 1))).astype(log_weights.dtype)
+    n = jnp.reshape(jnp.asarray(S if n_draws is None else n_draws), (-1, 1))
+    own = (jnp.arange(S)[None, :] < jnp.maximum(n // 2, 1)).astype(log_weights.dtype)
     dead = jnp.all(log_weights == -jnp.inf, axis=-1, keepdims=True)
-    return jnp.where(dead, own / jnp.sum(own, axis=-1, keepdims=True), truncated_weights(log_weights))
+    return jnp.where(dead, own / jnp.sum(own, axis=-1, keepdims=True), truncated_weights(log_weights, n_draws))
 
 
 def effective_sample_size(weights: jax.Array) -> jax.Array:
@@ -84,15 +88,15 @@ def pad_with_redraws(draws, log_weights, redrawn, redraw, n_draws: int):
 
     draws: a pytree of (C, n_draws, ...) arrays; log_weights: (C, n_draws); redrawn: (C,) bool; redraw(n) →
     (draws, log weights) of the redrawn rows with n draws each. Returns (draws (C, S, ...), log weights (C, S),
-    own (C,)): S = REDRAW_FACTOR · n_draws if any row is redrawn (the kept rows padded with copies of their first
-    draw at zero weight), and own each row's count of network draws for `corrected_weights`.
+    n (C,)): S = REDRAW_FACTOR · n_draws if any row is redrawn (the kept rows padded with copies of their first
+    draw at zero weight), and n each row's count of its own draws, for `corrected_weights`.
     """
     draws = jax.tree.map(np.asarray, draws)
     lw = np.asarray(log_weights)
     C = lw.shape[0]
-    own = np.full(C, max(n_draws // 2, 1))
+    n = np.full(C, n_draws)
     if not np.any(redrawn):
-        return draws, lw, own
+        return draws, lw, n
     n2 = REDRAW_FACTOR * n_draws
     d2, lw2 = redraw(n2)
 
@@ -103,8 +107,8 @@ def pad_with_redraws(draws, log_weights, redrawn, redraw, n_draws: int):
 
     lw_out = np.concatenate([lw, np.full((C, n2 - n_draws), -np.inf, lw.dtype)], axis=1)
     lw_out[redrawn] = np.asarray(lw2)
-    own[redrawn] = max(n2 // 2, 1)
-    return jax.tree.map(put, draws, jax.tree.map(np.asarray, d2)), lw_out, own
+    n[redrawn] = n2
+    return jax.tree.map(put, draws, jax.tree.map(np.asarray, d2)), lw_out, n
 
 
 def weighted_quantile(values: jax.Array, weights: jax.Array, q: jax.Array) -> jax.Array:

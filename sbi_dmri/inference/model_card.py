@@ -85,7 +85,7 @@ def _theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float
 
 def _redrawn_theta_draws(net, signals, acquisition, truth, n_draws: int, key, snr: float, min_ess: float = 0.0):
     """`_theta_draws(adaptive=True)` with `min_ess` redraws, as `infer_voxels` does them: (draws (n, S, D), truths,
-    log weights (n, S), own (n,) the count of each row's network draws for `corrected_weights`, redrawn (n,)).
+    log weights (n, S), counts (n,) each row's count of its own draws for `corrected_weights`, redrawn (n,)).
 
     Voxels with fewer than `min_ess` effective draws are drawn again with REDRAW_FACTOR × n_draws draws, which
     replace the first ones; S = REDRAW_FACTOR · n_draws when any is, the other rows padded with zero weights.
@@ -94,10 +94,10 @@ def _redrawn_theta_draws(net, signals, acquisition, truth, n_draws: int, key, sn
 
     s, t, lw = _theta_draws(net, signals, acquisition, truth, n_draws, key, snr, adaptive=True)
     redrawn = needs_redraw(lw, min_ess)
-    s, lw, own = pad_with_redraws(s, lw, redrawn, lambda n2: _theta_draws(
+    s, lw, counts = pad_with_redraws(s, lw, redrawn, lambda n2: _theta_draws(
         net, np.asarray(signals)[redrawn], acquisition, {k: np.asarray(v)[redrawn] for k, v in truth.items()}, n2,
         jax.random.fold_in(key, REDRAW_KEY), snr, adaptive=True)[::2], n_draws)
-    return s, t, lw, own, redrawn
+    return s, t, lw, counts, redrawn
 
 
 #: Voxels × draws per compiled call of the card's posterior evaluations (memory: × measurements × 4 bytes
@@ -334,10 +334,10 @@ def evaluate_checkpoint(net, acquisition, *, snrs=(10.0, 20.0, 50.0), n_sims: in
             from .importance_correction import corrected_weights
 
             t0 = time.perf_counter()
-            c_samples, _, c_lw, c_own, c_redrawn = _redrawn_theta_draws(
+            c_samples, _, c_lw, c_counts, c_redrawn = _redrawn_theta_draws(
                 net, y_cal, acquisition, truth_cal, corrected_draws, jax.random.fold_in(k_d, 1), snr, min_ess)
             # as infer_voxels weighs them
-            c_w = np.asarray(corrected_weights(jnp.asarray(c_lw), jnp.asarray(c_own)), np.float64)
+            c_w = np.asarray(corrected_weights(jnp.asarray(c_lw), jnp.asarray(c_counts)), np.float64)
             dead = np.all(c_lw == -np.inf, axis=1)
             t_cal = time.perf_counter() - t0
             cor = gates(c_samples, ", importance-corrected", res_c, "corrected_accuracies", weights=c_w)

@@ -51,14 +51,28 @@ def test_adaptive_importance_recovers_a_gaussian_posterior_from_a_wide_offset_pr
     assert float(jnp.median(1.0 / jnp.sum(w_q**2, axis=1))) < 0.3 * float(jnp.median(ess))
 
 
-def test_corrected_weights_fall_back_to_the_networks_own_draws_given_by_n_own():
+def test_corrected_weights_fall_back_to_the_networks_own_draws_given_by_n_draws():
     lw = jnp.full((2, 8), -jnp.inf).at[1].set(0.0)
-    w = corrected_weights(lw, n_own=2)
+    w = corrected_weights(lw, n_draws=4)  # a row of 4 draws padded to 8: its first 2 are the network's
     np.testing.assert_allclose(w[0], [0.5, 0.5, 0, 0, 0, 0, 0, 0])
     np.testing.assert_allclose(w[1], np.full(8, 1 / 8))
     np.testing.assert_allclose(corrected_weights(lw)[0], [0.25] * 4 + [0] * 4)
-    np.testing.assert_allclose(corrected_weights(lw, n_own=jnp.array([4, 2]))[0], [0.25] * 4 + [0] * 4)
-    np.testing.assert_allclose(effective_sample_size(corrected_weights(lw, n_own=2)), [2.0, 8.0], rtol=1e-6)
+    np.testing.assert_allclose(corrected_weights(lw, n_draws=jnp.array([8, 4]))[0], [0.25] * 4 + [0] * 4)
+    np.testing.assert_allclose(effective_sample_size(corrected_weights(lw, n_draws=4)), [2.0, 8.0], rtol=1e-6)
+
+
+def test_a_padded_row_is_truncated_as_its_own_draws_are():
+    """A row padded with zero-weight columns (`pad_with_redraws`) gets exactly its unpadded weights when given its
+    own draw count, also where truncation bites (cap √n/n of its own n draws, not of the padded width)."""
+    lw = jnp.asarray(np.random.default_rng(0).normal(size=(3, 100)) * 2.0).at[:, 0].set(8.0)  # one weight dominates
+    unpadded = corrected_weights(lw)
+    assert float(jnp.max(jax.nn.softmax(lw, axis=-1))) > 0.1  # above the cap √100/100: truncation bites
+    padded = jnp.concatenate([lw, jnp.full((3, 300), -jnp.inf)], axis=1)
+    w = corrected_weights(padded, n_draws=jnp.array([100, 100, 100]))
+    np.testing.assert_allclose(w[:, :100], unpadded, rtol=1e-6)
+    assert np.all(np.asarray(w[:, 100:]) == 0)
+    # the padded width as the count would cap at √400/400 instead: a different, tighter truncation
+    assert not np.allclose(corrected_weights(padded)[:, :100], unpadded, rtol=1e-3)
 
 
 def test_truncation_caps_a_single_dominant_weight():
@@ -262,7 +276,7 @@ def test_min_ess_redraws_only_the_voxels_short_of_effective_draws_and_brings_the
 
 def test_model_card_redraws_pad_the_kept_voxels_with_zero_weights():
     """The card's corrected draws with min_ess: redrawn rows hold 4 × the draws, kept rows their first draws
-    unchanged followed by zero-weight padding, and `own` tells `corrected_weights` each row's network draws."""
+    unchanged followed by zero-weight padding, and the counts tell `corrected_weights` each row's own draws."""
     from sbi_dmri.inference.model_card import _redrawn_theta_draws, _theta_draws
     from sbi_dmri.noise import add_noise
     from sbi_dmri.pretrained import load_pretrained
@@ -275,11 +289,11 @@ def test_model_card_redraws_pad_the_kept_voxels_with_zero_weights():
     y = np.asarray(add_noise(jax.random.PRNGKey(14), mu, 50.0, kind="rician", s0=1.0), np.float32)
     key = jax.random.PRNGKey(15)
     s1, _, lw1 = _theta_draws(net, y, acq, truth, 100, key, 50.0, adaptive=True)
-    s, _, lw, own, red = _redrawn_theta_draws(net, y, acq, truth, 100, key, 50.0, min_ess=20)
+    s, _, lw, counts, red = _redrawn_theta_draws(net, y, acq, truth, 100, key, 50.0, min_ess=20)
     assert 0 < red.sum() < 16 and s.shape[1] == lw.shape[1] == 400
-    np.testing.assert_array_equal(own, np.where(red, 200, 50))
+    np.testing.assert_array_equal(counts, np.where(red, 400, 100))
     np.testing.assert_array_equal(s[~red, :100], s1[~red])
     np.testing.assert_array_equal(lw[~red, :100], lw1[~red])
     assert np.all(lw[~red, 100:] == -np.inf) and np.all(np.isfinite(lw[red]).sum(axis=1) > 100)
-    ess = np.asarray(effective_sample_size(corrected_weights(jnp.asarray(lw), jnp.asarray(own))))
+    ess = np.asarray(effective_sample_size(corrected_weights(jnp.asarray(lw), jnp.asarray(counts))))
     assert np.all(ess[red] >= 20)
