@@ -57,7 +57,7 @@ def corrected_weights(log_weights: jax.Array, n_draws=None) -> jax.Array:
     n = jnp.reshape(jnp.asarray(S if n_draws is None else n_draws), (-1, 1))
     own = (jnp.arange(S)[None, :] < jnp.maximum(n // 2, 1)).astype(log_weights.dtype)
     dead = jnp.all(log_weights == -jnp.inf, axis=-1, keepdims=True)
-    return jnp.where(dead, own / jnp.sum(own, axis=-1, keepdims=True), truncated_weights(log_weights, n_draws))
+    return jnp.where(dead, own / jnp.sum(own, axis=-1, keepdims=True), truncated_weights(log_weights, n))
 
 
 def effective_sample_size(weights: jax.Array) -> jax.Array:
