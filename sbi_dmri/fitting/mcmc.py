@@ -7,7 +7,9 @@ The target, in the unconstrained chart of the model's prior (axes charted about 
 
 with L Gaussian or Rician. Each chain runs Stan's window adaptation (step size and diagonal mass
 matrix; `blackjax.window_adaptation`), then NUTS. Several chains per voxel start from the NLLS
-estimate plus jitter; chains and voxels are vmapped. Convergence is reported per voxel and per
+estimate plus jitter, or each from its own given point (e.g. a draw of an approximate posterior: spread
+over the posterior's bulk, so R̂ keeps its meaning, and off the box boundaries where a degenerate NLLS
+fit sits); chains and voxels are mapped over. Convergence is reported per voxel and per
 chart coordinate as split-R̂ (Gelman et al., Bayesian Data Analysis 3rd ed., §11.4) and the
 multi-chain effective sample size of `blackjax.diagnostics`.
 """
@@ -30,17 +32,21 @@ from ..noise import NOISE_KINDS, log_likelihood, log_likelihood_s0_marginal
 from . import chart
 
 
-def nuts_chain(logdensity_fn: Callable, position: jax.Array, key, *, num_warmup: int, num_samples: int):
+def nuts_chain(logdensity_fn: Callable, position: jax.Array, key, *, num_warmup: int, num_samples: int,
+               target_acceptance: float = 0.8):
     """One NUTS chain with window adaptation; pure (jit/vmap it outside).
 
     Args:
         logdensity_fn: z (dim,) → scalar log density (unnormalised).
         position: (dim,) starting point.
+        target_acceptance: the step-size adaptation's target mean acceptance (Stan's adapt_delta; higher:
+            smaller steps, fewer divergences in funnels, more gradient evaluations).
     Returns:
         draws (num_samples, dim), and a dict with the mean acceptance rate and the divergence count.
     """
     k_warm, k_sample = jax.random.split(key)
-    warmup = blackjax.window_adaptation(blackjax.nuts, logdensity_fn, adaptation_info_fn=get_filter_adapt_info_fn())
+    warmup = blackjax.window_adaptation(blackjax.nuts, logdensity_fn, target_acceptance_rate=target_acceptance,
+                                        adaptation_info_fn=get_filter_adapt_info_fn())
     (state, parameters), _ = warmup.run(k_warm, position, num_steps=num_warmup)
     kernel = blackjax.nuts(logdensity_fn, **parameters)
 
@@ -95,6 +101,7 @@ def sample_posterior(
     sigma,
     noise: str = "rician",
     init: dict[str, np.ndarray] | None = None,
+    starts: dict[str, np.ndarray] | None = None,
     n_chains: int = 4,
     num_warmup: int = 500,
     num_samples: int = 500,
@@ -103,6 +110,7 @@ def sample_posterior(
     s0_marginal: bool = False,
     signal_fn: Callable | None = None,
     chains_per_batch: int | None = None,
+    target_acceptance: float = 0.8,
 ) -> PosteriorSamples:
     """NUTS reference posterior of `model` for each voxel of `signals` (V, n_meas), normalised (S0 = 1).
 
@@ -110,8 +118,11 @@ def sample_posterior(
         sigma: noise σ of the normalised signal (scalar or (V,)); for SNR s, σ = 1/s.
         noise: "rician" or "gaussian" likelihood.
         init: starting parameters, name → (V,) / (V, 3) (e.g. `fit_nlls(...).params`); also sets the
-            axis chart centres. None runs `fit_nlls` first.
-        n_chains: chains per voxel, each started at the init plus N(0, jitter²) in the chart.
+            axis chart centres. None runs `fit_nlls` first, or, with `starts`, centres the axes on the first
+            chain's start.
+        starts: each chain's own starting parameters, name → (V, n_chains) / (V, n_chains, 3), in place of
+            init plus jitter (e.g. draws of the network's posterior; `jitter` is then unused).
+        n_chains: chains per voxel, each started at the init plus N(0, jitter²) in the chart, or at `starts`.
         num_warmup, num_samples: per chain.
         key: a typed key (`jax.random.key`) or a legacy `jax.random.PRNGKey`; None uses key(0).
         s0_marginal: the likelihood of signals divided by their own noisy b = 0 mean, their unknown scale
@@ -122,6 +133,7 @@ def sample_posterior(
             for Watson-dispersed models). Compiled per function object.
         chains_per_batch: chains (over all voxels) advanced together by one vmapped NUTS kernel; None: 1 on a
             CPU (a vmapped step waits for the deepest tree of its batch), all of them on an accelerator.
+        target_acceptance: the warm-up's target acceptance rate (`nuts_chain`).
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; expected one of {NOISE_KINDS}")
@@ -134,23 +146,29 @@ def sample_posterior(
     key = jax.random.key(0) if key is None else key
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):  # a legacy uint32 PRNGKey: make it typed
         key = jax.random.wrap_key_data(key)
+    prior = model.prior
+    n_vox = len(y)
+    if init is None and starts is not None:
+        init = {n: np.asarray(starts[n])[:, 0] for n in chart.axis_names(prior)}
     if init is None:
         from .nlls import fit_nlls
 
         init = fit_nlls(model, acquisition, y, s0=None, progress=False).params
-    prior = model.prior
-    n_vox = len(y)
     sig = jnp.asarray(np.broadcast_to(np.asarray(sigma, np.float64), (n_vox,)), dtype)
     centres = {n: jnp.asarray(init[n], dtype) for n in chart.axis_names(prior)}
-    z0 = chart.to_unconstrained(prior, {k: jnp.asarray(v, dtype) for k, v in init.items()}, centres)
     k_jit, k_run = jax.random.split(key)
-    z0 = z0[:, None, :] + jitter * jax.random.normal(k_jit, (n_vox, n_chains, prior.dim), dtype)
+    if starts is None:
+        z0 = chart.to_unconstrained(prior, {k: jnp.asarray(v, dtype) for k, v in init.items()}, centres)
+        z0 = z0[:, None, :] + jitter * jax.random.normal(k_jit, (n_vox, n_chains, prior.dim), dtype)
+    else:
+        z0 = chain_starts(prior, starts, centres, n_vox, n_chains)
     keys = jax.random.split(k_run, n_vox * n_chains).reshape(n_vox, n_chains)
 
     if chains_per_batch is None:
         chains_per_batch = 1 if jax.default_backend() == "cpu" else n_vox * n_chains
     draws, info = _run(model, prior, noise, num_warmup, num_samples, acquisition, jnp.asarray(y, dtype), sig,
-                       centres, z0, keys, s0_marginal, signal_fn or model.signal, int(chains_per_batch))
+                       centres, z0, keys, s0_marginal, signal_fn or model.signal, int(chains_per_batch),
+                       float(target_acceptance))
     draws = np.asarray(draws)
     flat = draws.reshape(n_vox, n_chains * num_samples, prior.dim)
     flat_centres = {k: jnp.repeat(v[:, None, :], flat.shape[1], axis=1) for k, v in centres.items()}
@@ -167,6 +185,27 @@ def sample_posterior(
     )
 
 
+def chain_starts(prior, starts: dict, centres: dict, n_vox: int, n_chains: int) -> jax.Array:
+    """Per-chain starting parameters, name → (V, n_chains) / (V, n_chains, 3), as chart points (V, n_chains, dim).
+
+    Axes are charted about their voxel's centre (V, 3); every parameter of the prior must be given, within its
+    support.
+    """
+    missing = set(prior.names) - set(starts)
+    if missing:
+        raise ValueError(f"starts lacks {sorted(missing)}")
+    params = {}
+    for name in prior.names:
+        v = jnp.asarray(starts[name], centres[name].dtype if name in centres else jnp.result_type(float))
+        if v.shape[:2] != (n_vox, n_chains):
+            raise ValueError(f"starts[{name!r}] must be ({n_vox}, {n_chains}, ...) (voxels, chains), got {v.shape}")
+        params[name] = v
+    if not bool(jnp.all(jnp.isfinite(prior.log_prob(params)))):
+        raise ValueError("starts has a point outside the prior's support")
+    rep = {k: jnp.repeat(c[:, None, :], n_chains, axis=1) for k, c in centres.items()}
+    return chart.to_unconstrained(prior, params, rep)
+
+
 def log_posterior(model, prior, noise, acquisition, y, sigma, centres, s0_marginal: bool = False, signal_fn=None):
     """z (dim,) → log p(z | y) for one voxel (normalised signals y, σ of the normalised signal)."""
     loglik = log_likelihood_s0_marginal if s0_marginal else log_likelihood
@@ -180,15 +219,16 @@ def log_posterior(model, prior, noise, acquisition, y, sigma, centres, s0_margin
     return logdensity
 
 
-@jax.jit(static_argnums=(0, 1, 2, 3, 4, 11, 12, 13))
+@jax.jit(static_argnums=(0, 1, 2, 3, 4, 11, 12, 13, 14))
 def _run(model, prior, noise, num_warmup, num_samples, acquisition, y, sigma, centres, z0, keys, s0_marginal, signal_fn,
-         chains_per_batch):
+         chains_per_batch, target_acceptance):
     n_vox, n_chains = keys.shape
 
     def chain(args):
         yv, sv, cv, zv, kv = args
         logdensity = log_posterior(model, prior, noise, acquisition, yv, sv, cv, s0_marginal, signal_fn)
-        return nuts_chain(logdensity, zv, kv, num_warmup=num_warmup, num_samples=num_samples)
+        return nuts_chain(logdensity, zv, kv, num_warmup=num_warmup, num_samples=num_samples,
+                          target_acceptance=target_acceptance)
 
     # every chain of every voxel, flattened; vmapped in batches of `chains_per_batch` (a vmapped NUTS step
     # costs the deepest tree of its batch, so on a CPU one chain at a time wastes nothing)

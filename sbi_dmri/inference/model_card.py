@@ -108,6 +108,11 @@ DRAWS_PER_CALL = 200_000
 #: asks R̂ < 1.01 and ESS > 400; 250 draws per chain gave R̂ up to 1.04 on NODDI.
 NUTS_WARMUP, NUTS_DRAWS_PER_CHAIN = 1000, 1000
 
+#: The warm-up's target acceptance (Stan's adapt_delta). SANDI's posterior has funnels (f_neurite → 0 leaves d_in
+#: unidentified): at 0.8, 80 divergences in 80 chains of the card's 20 voxels, at 0.9 with network-draw starts 13
+#: (benchmarks/results/importance.md, session 9).
+NUTS_TARGET_ACCEPTANCE = 0.9
+
 
 @functools.lru_cache(maxsize=8)
 def _batched_signal(model):
@@ -166,35 +171,48 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
                       corrected: bool = False) -> dict:
     """Per-voxel C2ST accuracy of the network's posterior against NUTS (module docstring), and NUTS's R̂.
 
+    Each NUTS chain starts at its own draw of the network's posterior (not the draws the C2ST tests): inside the
+    posterior's bulk and spread over it, where an NLLS start of a degenerate fit (SANDI at SNR 20: a fraction at
+    0, a diffusivity on its bound) sits on the box's edge, far out in the chart. The reference stays the
+    likelihood's: the chains forget their starts in the warm-up, and split-R̂ across chains started apart is
+    reported (a network posterior too narrow to spread the starts would make R̂ less sensitive, not the
+    stationary distribution different).
+
     Args:
-        signals: (V, M) noisy normalised signals (S0 = 1) at `snr`. init: NLLS parameters (name → (V,) / (V, 3))
-            to start the chains from. n_draws: draws of each posterior per voxel (NUTS: 4 chains × n_draws/4).
+        signals: (V, M) noisy normalised signals (S0 = 1) at `snr`. init: NLLS parameters (name → (V,) / (V, 3));
+            its axes centre NUTS's chart. n_draws: draws of each posterior per voxel (NUTS: 4 chains × n_draws/4,
+            at least `NUTS_DRAWS_PER_CHAIN`).
         corrected: also the importance-corrected posterior ("corrected_accuracies"): 8 × n_draws draws
             of `network_importance`, resampled to n_draws; the distinct draws only enter the test (a
             classifier could learn repeated points), and NUTS is cut to the same number.
     """
     from ..diagnostics.c2st import c2st
     from ..fitting.mcmc import sample_posterior
+    from .importance_correction import likelihood_signal
 
     y = np.asarray(signals)
     # the reference targets what the network is trained for: the signals divided by their own b = 0 mean,
     # S0 unknown (marginalised), as the importance correction does
     b0 = np.asarray(acquisition.bvalues) <= 0.05
     y_norm = y / np.mean(y[:, b0], axis=1, keepdims=True)
-    from .importance_correction import likelihood_signal
-
+    frames = _voxel_frames(net, y, acquisition)
+    V = len(y)
+    truth = {k: np.asarray(v) for k, v in init.items()}  # unused by the draws; fixes the shapes
+    start_theta, _ = _theta_draws(net, y, acquisition, truth, 4, jax.random.PRNGKey(seed + 3), snr)
+    starts = net.space.from_theta(jnp.asarray(start_theta),
+                                  jnp.asarray(np.broadcast_to(frames[:, None], (V, 4, 3, 3)), jnp.float32))
     per_chain = max(n_draws // 4, NUTS_DRAWS_PER_CHAIN)
     ref = sample_posterior(net.space.model, acquisition, y_norm, sigma=1.0 / snr, noise="rician", init=init,
-                           n_chains=4, num_warmup=NUTS_WARMUP, num_samples=per_chain, key=jax.random.key(seed),
-                           s0_marginal=True, signal_fn=likelihood_signal(net.space.model, acquisition))
+                           starts={k: np.asarray(v) for k, v in starts.items()}, n_chains=4, num_warmup=NUTS_WARMUP,
+                           num_samples=per_chain, key=jax.random.key(seed), s0_marginal=True,
+                           signal_fn=likelihood_signal(net.space.model, acquisition),
+                           target_acceptance=NUTS_TARGET_ACCEPTANCE)
     # thinned to n_draws over all chains (the chains are stored one after the other)
     keep = np.linspace(0, 4 * per_chain - 1, n_draws).round().astype(int)
-    frames = _voxel_frames(net, y, acquisition)
-    V, n = len(y), len(keep)
+    n = len(keep)
     frame_rep = jnp.asarray(np.broadcast_to(frames[:, None], (V, n, 3, 3)), jnp.float32)
     ref_theta = np.asarray(net.space.to_theta({k: jnp.asarray(v[:, keep], jnp.float32) for k, v in ref.params.items()},
                                               frame_rep))
-    truth = {k: v[:, 0] for k, v in ref.params.items()}  # unused by the accuracies; fixes the shapes
     net_theta, _ = _theta_draws(net, y, acquisition, truth, n_draws, jax.random.PRNGKey(seed + 1), snr)
     acc = np.array([c2st(net_theta[v], ref_theta[v], seed=seed + v) for v in range(V)])
     out = {}
@@ -210,7 +228,7 @@ def c2st_against_nuts(net, acquisition, signals, init: dict, snr: float, *, n_dr
 
 
 def _card_c2st(net, acquisition, y, fit, ok, voxels: int, snr: float, seed: int, corrected: bool) -> dict:
-    """`c2st_against_nuts` on the first `voxels` test voxels that NLLS fitted (`ok`), started from their fits."""
+    """`c2st_against_nuts` on the first `voxels` test voxels that NLLS fitted (`ok`), their fits centring NUTS's axes."""
     t0 = time.perf_counter()
     idx = np.flatnonzero(ok)[:voxels]
     out = c2st_against_nuts(net, acquisition, y[idx], {k: np.asarray(v)[idx] for k, v in fit.params.items()}, snr,
